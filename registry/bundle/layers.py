@@ -1,0 +1,333 @@
+"""What each bundle layer holds, and the checks of a single row against that.
+
+Each ``check_*`` function turns one :class:`Record` into the values to store, or
+reports why it cannot; checks that need other rows (duplicates, references) live in
+``registry.bundle.validate``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from shapely.geometry.base import BaseGeometry
+
+from geo.extent import check_extent
+from geo.polygons import prepare_footprint, prepare_point
+from registry.bundle.problems import Problem
+from registry.bundle.read import EXTRA_VALUES, LayerFile, Record
+from registry.idnumber import IdNumberError, parse_id_number
+from registry.models import BUILDING_STATUSES, RESIDENT_CATEGORIES
+
+IDENTIFIER = re.compile(r"^[^\s\x00-\x1f]{1,64}$")
+CATEGORY_ALIASES = {"户籍": "household", "流动": "floating", "境外": "overseas", "其他": "other"}
+FLOOR_RANGE = (-10, 300)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    name: str
+    fields: tuple[str, ...]
+    required: tuple[str, ...]
+    key: str
+    geometry: Literal["polygon", "point"] | None = None
+    geometry_required: bool = False
+
+
+LAYERS: dict[str, LayerSpec] = {
+    spec.name: spec
+    for spec in (
+        LayerSpec(
+            "communities",
+            ("code", "name", "street_code", "street_name", "district_code", "district_name"),
+            ("code", "name"),
+            "code",
+            "polygon",
+        ),
+        LayerSpec("footprints", ("id", "source"), ("id",), "id", "polygon", True),
+        LayerSpec(
+            "buildings",
+            ("id", "community_code", "name", "floors", "use", "status"),
+            ("id", "community_code"),
+            "id",
+            "polygon",
+        ),
+        LayerSpec(
+            "addresses",
+            (
+                "code",
+                "community_code",
+                "building_id",
+                "road",
+                "house_number",
+                "compound",
+                "building_no",
+            ),
+            ("code", "community_code"),
+            "code",
+            "point",
+        ),
+        LayerSpec(
+            "rooms",
+            ("id", "building_id", "unit", "floor", "number", "use"),
+            ("id", "building_id", "number"),
+            "id",
+        ),
+        LayerSpec(
+            "residents",
+            ("id_number", "name", "community_code", "room_id", "category", "moved_in", "moved_out"),
+            ("id_number", "name", "community_code", "category"),
+            "id_number",
+        ),
+    )
+}
+
+
+class RowCheck:
+    """Reads typed values out of one record, reporting each problem against its field."""
+
+    def __init__(self, layer_file: LayerFile, record: Record, problems: list[Problem]) -> None:
+        self.file = layer_file
+        self.record = record
+        self.problems = problems
+        self.ok = True
+
+    def error(self, field: str | None, reason: str) -> None:
+        self.ok = False
+        self.problems.append(
+            Problem(self.file.label, self.record.number, field, reason, "error", self.file.unit)
+        )
+
+    def warn(self, field: str | None, reason: str) -> None:
+        self.problems.append(
+            Problem(self.file.label, self.record.number, field, reason, "warning", self.file.unit)
+        )
+
+    def raw(self, field: str) -> Any:
+        return self.record.values.get(field)
+
+    def text(self, field: str, *, required: bool = False) -> str | None:
+        value = self.raw(field)
+        if value is None:
+            if required:
+                self.error(field, "is required")
+            return None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return str(value)
+
+    def identifier(self, field: str, *, required: bool = True) -> str | None:
+        value = self.text(field, required=required)
+        if value is not None and not IDENTIFIER.match(value):
+            self.error(field, f"{value!r} is not an id: 1 to 64 characters, no spaces")
+            return None
+        return value
+
+    def code(self, field: str, digits: int, *, required: bool = True) -> str | None:
+        value = self.text(field, required=required)
+        if value is not None and not (len(value) == digits and value.isascii() and value.isdigit()):
+            self.error(field, f"{value!r} is not a {digits}-digit code")
+            return None
+        return value
+
+    def integer(self, field: str, low: int, high: int) -> int | None:
+        value = self.raw(field)
+        if value is None:
+            return None
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math_nan
+        if number != number or not number.is_integer() or not low <= number <= high:
+            self.error(field, f"must be a whole number from {low} to {high}, got {value!r}")
+            return None
+        return int(number)
+
+    def choice(
+        self, field: str, choices: tuple[str, ...], default: str | None = None
+    ) -> str | None:
+        value = self.text(field, required=default is None)
+        if value is None:
+            return default
+        value = CATEGORY_ALIASES.get(value, value)
+        if value not in choices:
+            self.error(field, f"{value!r} is not one of {', '.join(choices)}")
+            return None
+        return value
+
+    def date(self, field: str) -> dt.date | None:
+        value = self.text(field)
+        if value is None:
+            return None
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            self.error(field, f"{value!r} is not an ISO date (YYYY-MM-DD)")
+            return None
+
+    def geometry(self, spec: LayerSpec) -> BaseGeometry | None:
+        """The record's geometry, checked for type and extent; invalid polygons repaired."""
+        record = self.record
+        if record.geometry_error:
+            self.error("geometry", record.geometry_error)
+            return None
+        if record.geometry is None or (spec.geometry == "point" and record.geometry.is_empty):
+            if spec.geometry_required:
+                self.error("geometry", f"is required ({spec.geometry})")
+            return None
+        prepared = (
+            prepare_footprint(record.geometry)
+            if spec.geometry == "polygon"
+            else prepare_point(record.geometry)
+        )
+        if prepared.error:
+            self.error("geometry", prepared.error)
+            return None
+        outside = check_extent(prepared.geometry)
+        if outside:
+            self.error("geometry", outside)
+            return None
+        if getattr(prepared, "warning", None):
+            self.warn("geometry", prepared.warning)
+        return prepared.geometry
+
+
+math_nan = float("nan")
+
+
+def check_community(row: RowCheck) -> dict[str, Any]:
+    code = row.code("code", 12)
+    street_code = row.code("street_code", 9, required=False)
+    district_code = row.code("district_code", 6, required=False)
+    if code and street_code and street_code != code[:9]:
+        row.error("street_code", f"{street_code} is not the street of community {code}")
+    if code and district_code and district_code != code[:6]:
+        row.error("district_code", f"{district_code} is not the district of community {code}")
+    return {
+        "code": code,
+        "name": row.text("name", required=True),
+        "street_code": code[:9] if code else None,
+        "street_name": row.text("street_name"),
+        "district_code": code[:6] if code else None,
+        "district_name": row.text("district_name"),
+        "boundary": row.geometry(LAYERS["communities"]),
+    }
+
+
+def check_footprint(row: RowCheck) -> dict[str, Any]:
+    return {
+        "id": row.identifier("id"),
+        "source": row.text("source"),
+        "geom": row.geometry(LAYERS["footprints"]),
+    }
+
+
+def check_building(row: RowCheck) -> dict[str, Any]:
+    return {
+        "id": row.identifier("id"),
+        "community_code": row.code("community_code", 12),
+        "name": row.text("name"),
+        "footprint": row.geometry(LAYERS["buildings"]),
+        "floors": row.integer("floors", 1, FLOOR_RANGE[1]),
+        "use": row.text("use"),
+        "status": row.choice("status", BUILDING_STATUSES, default="in_use"),
+    }
+
+
+def check_address(row: RowCheck) -> dict[str, Any]:
+    return {
+        "code": row.identifier("code"),
+        "community_code": row.code("community_code", 12),
+        "building_id": row.identifier("building_id", required=False),
+        "road": row.text("road"),
+        "house_number": row.text("house_number"),
+        "compound": row.text("compound"),
+        "building_no": row.text("building_no"),
+        "door_plate": row.geometry(LAYERS["addresses"]),
+    }
+
+
+def check_room(row: RowCheck) -> dict[str, Any]:
+    floor = row.integer("floor", *FLOOR_RANGE)
+    if floor == 0:
+        row.error("floor", "floor 0 does not exist (basements are -1, -2, ...)")
+    return {
+        "id": row.identifier("id"),
+        "building_id": row.identifier("building_id"),
+        "unit": row.text("unit"),
+        "floor": floor,
+        "number": row.text("number", required=True),
+        "use": row.text("use"),
+    }
+
+
+def check_resident(row: RowCheck) -> dict[str, Any]:
+    id_number = None
+    raw = row.text("id_number", required=True)
+    if raw is not None:
+        try:
+            parsed = parse_id_number(raw)
+        except IdNumberError as exc:
+            row.error("id_number", f"invalid identity number: {exc}")
+        else:
+            id_number = parsed.value
+            if parsed.warning:
+                row.warn("id_number", parsed.warning)
+    moved_in, moved_out = row.date("moved_in"), row.date("moved_out")
+    if moved_in and moved_out and moved_out < moved_in:
+        row.error("moved_out", f"{moved_out} is before moved_in {moved_in}")
+    return {
+        "id_number": id_number,
+        "name": row.text("name", required=True),
+        "community_code": row.code("community_code", 12),
+        "room_id": row.identifier("room_id", required=False),
+        "category": row.choice("category", RESIDENT_CATEGORIES),
+        "moved_in": moved_in,
+        "moved_out": moved_out,
+    }
+
+
+ROW_CHECKS: dict[str, Callable[[RowCheck], dict[str, Any]]] = {
+    "communities": check_community,
+    "footprints": check_footprint,
+    "buildings": check_building,
+    "addresses": check_address,
+    "rooms": check_room,
+    "residents": check_resident,
+}
+
+
+def check_columns(layer_file: LayerFile) -> list[Problem]:
+    """File-level problems: missing required columns (errors), unknown ones (warnings).
+
+    CSV files, GeoPackages and Shapefiles declare their columns; GeoJSON features
+    each carry their own properties, so there the union of all features counts.
+    """
+    spec = LAYERS[layer_file.layer]
+    present = set(layer_file.header or ())
+    if layer_file.header is None:
+        for record in layer_file.records:
+            present.update(record.values)
+        if not layer_file.records:
+            return []
+    problems = []
+    missing = [f for f in spec.required if f not in present]
+    if missing:
+        problems.append(
+            Problem(layer_file.label, None, ", ".join(missing), "required column is missing")
+        )
+    for name in sorted(present - set(spec.fields) - {EXTRA_VALUES}):
+        problems.append(Problem(layer_file.label, None, name, "unknown column, ignored", "warning"))
+    return problems
+
+
+def check_row(layer_file: LayerFile, record: Record, problems: list[Problem]) -> dict | None:
+    """The values to store for ``record``, or None when it has errors (all reported)."""
+    row = RowCheck(layer_file, record, problems)
+    if EXTRA_VALUES in record.values:
+        row.error(None, f"has {len(record.values[EXTRA_VALUES])} more values than the header")
+    values = ROW_CHECKS[layer_file.layer](row)
+    return values if row.ok else None

@@ -1,0 +1,249 @@
+"""The ``registry`` command line: a thin adapter over the registry package.
+
+Each command owns its transaction. Expected failures (bad input, no database) print a
+clear message and exit non-zero; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from sqlalchemy.exc import OperationalError
+
+from registry import migrate, output
+from registry.bundle.problems import BundleError
+from registry.db import check_schema, make_engine, transaction
+from registry.embedded import EmbeddedCluster
+from registry.rates import LEVELS, compute_rates
+from registry.settings import RegistryError, Settings, resolve_database_url
+from registry.vault import create_key_file
+
+app = typer.Typer(
+    help="一标三实 registry: standard addresses, buildings, rooms and residents on the map.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The database: embedded PostGIS cluster and migrations.")
+app.add_typer(db_app, name="db")
+
+console = Console()
+err = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_BUNDLE = REPO_ROOT / "data" / "fixtures" / "guanggu"
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn expected failures into a message and exit code 1 instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except BundleError as exc:
+            err.print(f"[red]error:[/red] {exc.problem}", markup=True, highlight=False)
+        except RegistryError as exc:
+            err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        except OperationalError as exc:
+            err.print(f"[red]error:[/red] database unavailable: {exc.orig}", highlight=False)
+        raise typer.Exit(1)
+
+    return wrapper
+
+
+def migrated_engine(settings: Settings):
+    engine = make_engine(resolve_database_url(settings))
+    check_schema(engine)
+    return engine
+
+
+# ---------------------------------------------------------------- db
+
+
+@db_app.command("up")
+@reports_errors
+def db_up() -> None:
+    """Start the embedded PostGIS in $REGISTRY_HOME (default ./.registry) and migrate it."""
+    settings = Settings()
+    url = EmbeddedCluster(settings.home_dir).up()
+    prepare_database(settings, url)
+    console.print(url, highlight=False, soft_wrap=True)
+
+
+def prepare_database(settings: Settings, url: str) -> None:
+    """Migrate to head and make sure the identity key file exists."""
+    if create_key_file(settings.key_path):
+        err.print(f"created key file {settings.key_path} (mode 600): back it up", highlight=False)
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+@db_app.command("migrate")
+@reports_errors
+def db_migrate() -> None:
+    """Migrate the database in use (DATABASE_URL or the embedded cluster) to the latest schema."""
+    settings = Settings()
+    prepare_database(settings, resolve_database_url(settings))
+    console.print("database is at the latest schema")
+
+
+@db_app.command("status")
+@reports_errors
+def db_status() -> None:
+    """Show the embedded cluster's state and which database commands will use."""
+    settings = Settings()
+    status = EmbeddedCluster(settings.home_dir).status()
+    console.print(f"home:       {settings.home_dir}", highlight=False)
+    console.print(f"embedded:   {'running' if status.running else 'stopped'}", highlight=False)
+    if status.data_dir:
+        console.print(f"data dir:   {status.data_dir}", highlight=False)
+    if status.running:
+        console.print(f"server:     PostgreSQL {status.server_version}", highlight=False)
+        console.print(f"postgis:    {status.postgis_version}", highlight=False)
+        console.print(f"url:        {status.url}", highlight=False, soft_wrap=True)
+    using = "DATABASE_URL" if settings.database_url else "embedded cluster"
+    console.print(f"commands use: {using}", highlight=False)
+
+
+@db_app.command("down")
+@reports_errors
+def db_down() -> None:
+    """Stop the embedded cluster (its data stays in $REGISTRY_HOME)."""
+    EmbeddedCluster(Settings().home_dir).down()
+    console.print("embedded cluster stopped")
+
+
+# ---------------------------------------------------------------- load
+
+
+@app.command()
+@reports_errors
+def load(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory (see docs/bundle.md).")],
+    partial: Annotated[
+        bool, typer.Option(help="Write the valid rows; write refused rows to --rejects.")
+    ] = False,
+    rejects: Annotated[
+        Path, typer.Option(help="Where --partial writes refused rows and reasons.")
+    ] = Path("rejects.csv"),
+) -> None:
+    """Validate a bundle and load it: all or nothing unless --partial."""
+    from registry.bundle.load import load_bundle
+    from registry.vault import load_vault
+
+    settings = Settings()
+    engine = migrated_engine(settings)
+    needs_keys = (bundle / "residents.csv").exists()
+    vault = load_vault(settings.key_path) if needs_keys else None
+    with transaction(engine) as session:
+        if vault is not None:
+            from registry.vault import bind_vault
+
+            bind_vault(session, vault, settings.key_path)
+        report = load_bundle(session, bundle, vault, partial=partial)
+        if not report.written:
+            session.rollback()
+    output.print_load_report(report, console, err)
+    if partial and report.errors:
+        count = output.write_rejects(report, rejects)
+        err.print(f"{count} rows refused: see {rejects}", highlight=False)
+    if not report.written:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- rates
+
+
+@app.command()
+@reports_errors
+def rates(
+    level: Annotated[str, typer.Option(help=f"One of {', '.join(LEVELS)}.")] = "community",
+    code: Annotated[
+        str | None, typer.Option(help="Only communities whose code starts with this.")
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Count residents at this date (YYYY-MM-DD).")
+    ] = None,
+    format: Annotated[str, typer.Option(help="table, json or csv.")] = "table",
+) -> None:
+    """Per-community on-map, coverage, labelling and population rates (docs/rates.md)."""
+    if format not in output.RATE_FORMATS:
+        raise RegistryError(f"--format must be one of {', '.join(output.RATE_FORMATS)}")
+    try:
+        date = dt.date.fromisoformat(as_of) if as_of else None
+    except ValueError:
+        raise RegistryError(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from None
+    engine = migrated_engine(Settings())
+    with transaction(engine) as session:
+        rows = compute_rates(session, level, code, date)  # type: ignore[arg-type]
+    output.print_rates(rows, format, console)
+
+
+# ---------------------------------------------------------------- synth and demo
+
+
+@app.command()
+@reports_errors
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Directory to write the bundle to.")],
+    communities: Annotated[int, typer.Option(min=1, help="Number of communities.")] = 10,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same bundle.")] = 1,
+) -> None:
+    """Write a deterministic synthetic city bundle of any size."""
+    from registry.synth import write_synthetic_bundle
+
+    summary = write_synthetic_bundle(out_dir, communities, seed)
+    console.print(f"wrote {out_dir}: {summary}", highlight=False)
+
+
+@app.command()
+@reports_errors
+def demo(
+    bundle: Annotated[
+        Path, typer.Option(help="Bundle to load (default: the 光谷 sample).")
+    ] = SAMPLE_BUNDLE,
+) -> None:
+    """Start the embedded PostGIS, load the sample bundle and print its rates."""
+    from registry.bundle.load import load_bundle
+    from registry.vault import bind_vault, load_vault
+
+    settings = Settings()
+    if not bundle.is_dir():
+        raise RegistryError(f"sample bundle {bundle} not found: pass --bundle DIR")
+    if settings.database_url:
+        url = resolve_database_url(settings)
+        console.print("using DATABASE_URL", highlight=False)
+    else:
+        url = EmbeddedCluster(settings.home_dir).up()
+        console.print(f"embedded PostGIS running in {settings.home_dir}", highlight=False)
+    prepare_database(settings, url)
+    vault = load_vault(settings.key_path)
+    engine = make_engine(url)
+    with transaction(engine) as session:
+        bind_vault(session, vault, settings.key_path)
+        report = load_bundle(session, bundle, vault)
+        if not report.written:
+            session.rollback()
+    output.print_load_report(report, console, err, max_problems=10)
+    if not report.written:
+        raise typer.Exit(1)
+    with transaction(engine) as session:
+        for level in ("community", "street", "city"):
+            output.print_rates(compute_rates(session, level), "table", console)  # type: ignore[arg-type]
+    console.print(
+        "\nNext: `registry rates --format json`, `registry rates --level district`, "
+        "`registry db status`, `registry db down`.",
+        highlight=False,
+    )

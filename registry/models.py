@@ -1,0 +1,251 @@
+"""The registry's tables: one standard (addresses) and three realities (houses, people, units).
+
+Geometry is stored in CGCS2000 (EPSG:4490). The schema itself is created by the Alembic
+migrations in ``registry/migrations``; these classes mirror it (a test compares the two).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Computed,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SRID = 4490
+
+BUILDING_STATUSES = ("in_use", "under_construction", "demolished")
+VERIFICATION_STATES = ("unverified", "verified", "disputed")
+ADDRESS_STATUSES = ("active", "retired")
+RESIDENT_CATEGORIES = ("household", "floating", "overseas", "other")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def enum_check(column: str, values: tuple[str, ...]) -> str:
+    """SQL for a check constraint that keeps ``column`` within ``values``."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def multipolygon() -> Geometry:
+    return Geometry("MULTIPOLYGON", srid=SRID, spatial_index=False)
+
+
+def point() -> Geometry:
+    return Geometry("POINT", srid=SRID, spatial_index=False)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Timestamped:
+    """Creation and last-change times; ``updated_at`` moves only when a load changes a row."""
+
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class Community(Timestamped, Base):
+    """社区: a 12-digit NBS statistical code whose prefixes are its street and district."""
+
+    __tablename__ = "community"
+
+    code: Mapped[str] = mapped_column(String(12), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    street_code: Mapped[str] = mapped_column(String(9))
+    street_name: Mapped[str | None] = mapped_column(Text)
+    district_code: Mapped[str] = mapped_column(String(6))
+    district_name: Mapped[str | None] = mapped_column(Text)
+    boundary: Mapped[Any | None] = mapped_column(multipolygon())
+
+    __table_args__ = (
+        CheckConstraint("code ~ '^[0-9]{12}$'", name="code_digits"),
+        CheckConstraint(
+            "street_code ~ '^[0-9]{9}$' AND left(code, 9) = street_code", name="street_code"
+        ),
+        CheckConstraint(
+            "district_code ~ '^[0-9]{6}$' AND left(street_code, 6) = district_code",
+            name="district_code",
+        ),
+        Index(None, "street_code"),
+        Index(None, "boundary", postgresql_using="gist"),
+    )
+
+
+class Building(Timestamped, Base):
+    """楼栋 (实有房屋): a permanent id, its community and its footprint, if drawn."""
+
+    __tablename__ = "building"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    community_code: Mapped[str] = mapped_column(ForeignKey("community.code"))
+    name: Mapped[str | None] = mapped_column(Text)
+    footprint: Mapped[Any | None] = mapped_column(multipolygon())
+    floors: Mapped[int | None] = mapped_column(SmallInteger)
+    use: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default="in_use")
+    verification: Mapped[str] = mapped_column(Text, server_default="unverified")
+    verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(enum_check("status", BUILDING_STATUSES), name="status"),
+        CheckConstraint(enum_check("verification", VERIFICATION_STATES), name="verification"),
+        CheckConstraint("floors >= 1", name="floors_positive"),
+        Index(None, "community_code"),
+        Index(None, "footprint", postgresql_using="gist"),
+    )
+
+
+class Address(Timestamped, Base):
+    """标准地址: a permanent code, its components and the door plate (门牌) point."""
+
+    __tablename__ = "address"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    community_code: Mapped[str] = mapped_column(ForeignKey("community.code"))
+    building_id: Mapped[str | None] = mapped_column(ForeignKey("building.id"))
+    road: Mapped[str | None] = mapped_column(Text)
+    house_number: Mapped[str | None] = mapped_column(Text)
+    compound: Mapped[str | None] = mapped_column(Text)
+    building_no: Mapped[str | None] = mapped_column(Text)
+    door_plate: Mapped[Any | None] = mapped_column(point())
+    status: Mapped[str] = mapped_column(Text, server_default="active")
+
+    __table_args__ = (
+        CheckConstraint(enum_check("status", ADDRESS_STATUSES), name="status"),
+        Index(None, "community_code"),
+        Index(None, "building_id"),
+        Index(None, "door_plate", postgresql_using="gist"),
+    )
+
+
+class Room(Timestamped, Base):
+    """户室: a room of a building, by unit (单元), floor and number."""
+
+    __tablename__ = "room"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    building_id: Mapped[str] = mapped_column(ForeignKey("building.id"))
+    unit: Mapped[str | None] = mapped_column(Text)
+    floor: Mapped[int | None] = mapped_column(SmallInteger)
+    number: Mapped[str] = mapped_column(Text)
+    use: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index(None, "building_id"),)
+
+
+class Person(Timestamped, Base):
+    """实有人口 identity, kept apart from where the person lives.
+
+    The identity number is never stored in clear: ``id_cipher`` is AES-GCM ciphertext
+    (nonce first), ``id_hmac`` a keyed HMAC for look-up and de-duplication, and
+    ``id_tail`` the last four characters that masked output shows.
+    """
+
+    __tablename__ = "person"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    id_hmac: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    id_cipher: Mapped[bytes] = mapped_column(LargeBinary)
+    id_tail: Mapped[str] = mapped_column(String(4))
+    name: Mapped[str] = mapped_column(Text)
+
+
+class Residence(Timestamped, Base):
+    """A person's residence: room (if placed), community, category and dates."""
+
+    __tablename__ = "residence"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    room_id: Mapped[str | None] = mapped_column(ForeignKey("room.id"))
+    community_code: Mapped[str] = mapped_column(ForeignKey("community.code"))
+    category: Mapped[str] = mapped_column(Text)
+    moved_in: Mapped[dt.date | None] = mapped_column(Date)
+    moved_out: Mapped[dt.date | None] = mapped_column(Date)
+
+    __table_args__ = (
+        CheckConstraint(enum_check("category", RESIDENT_CATEGORIES), name="category"),
+        CheckConstraint("moved_out >= moved_in", name="dates_ordered"),
+        UniqueConstraint("person_id", "moved_in", postgresql_nulls_not_distinct=True),
+        Index(None, "community_code"),
+        Index(None, "room_id"),
+    )
+
+
+class Footprint(Base):
+    """A reference building outline from a base map: the outside truth for coverage.
+
+    ``anchor`` is its point-on-surface, stored so that assigning footprints to
+    communities is an indexed point-in-polygon test.
+    """
+
+    __tablename__ = "footprint"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str | None] = mapped_column(Text)
+    geom: Mapped[Any] = mapped_column(multipolygon())
+    anchor: Mapped[Any] = mapped_column(
+        point(), Computed("ST_PointOnSurface(geom)", persisted=True)
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        Index(None, "geom", postgresql_using="gist"),
+        Index(None, "anchor", postgresql_using="gist"),
+    )
+
+
+class ImportLog(Base):
+    """One row per file of each successful load: what was read, written and warned about."""
+
+    __tablename__ = "import_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    bundle: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)
+    file: Mapped[str] = mapped_column(Text)
+    loaded_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    counts: Mapped[dict[str, int]] = mapped_column(JSONB)
+    warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+
+
+class RegistryMeta(Base):
+    """Small facts about this database, such as the fingerprint of its encryption keys."""
+
+    __tablename__ = "registry_meta"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,122 @@
+"""The four rates per community, street, district or city, computed in the database.
+
+Counts come from ``sql/community_counts.sql``; higher levels sum those counts (never
+average rates), and a rate whose denominator is 0 is null.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from importlib.resources import files
+from typing import Any, Literal
+
+from sqlalchemy import Integer, String, Subquery, case, cast, column, func, literal, select, text
+from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from registry.settings import RegistryError
+
+Level = Literal["community", "street", "district", "city"]
+LEVELS: tuple[Level, ...] = ("community", "street", "district", "city")
+
+COUNTS = (
+    "buildings",
+    "buildings_on_map",
+    "footprints",
+    "footprints_covered",
+    "buildings_labeled",
+    "residents",
+    "residents_on_map",
+)
+# rate -> (numerator, denominator)
+RATES = {
+    "on_map_rate": ("buildings_on_map", "buildings"),
+    "coverage_rate": ("footprints_covered", "footprints"),
+    "labeling_rate": ("buildings_labeled", "buildings_on_map"),
+    "population_on_map_rate": ("residents_on_map", "residents"),
+}
+FIELDS = (
+    "level",
+    "code",
+    "name",
+    "buildings",
+    "buildings_on_map",
+    "on_map_rate",
+    "footprints",
+    "footprints_covered",
+    "coverage_rate",
+    "buildings_labeled",
+    "labeling_rate",
+    "residents",
+    "residents_on_map",
+    "population_on_map_rate",
+)
+CITY_NAME = "全市"
+
+
+def community_counts() -> Subquery:
+    """The packaged per-community counts query, as a subquery to group and filter."""
+    sql = files("registry").joinpath("sql/community_counts.sql").read_text(encoding="utf-8")
+    names = ("code", "name", "street_code", "street_name", "district_code", "district_name")
+    return (
+        text(sql)
+        .columns(*(column(n, String) for n in names), *(column(n, Integer) for n in COUNTS))
+        .subquery("counts")
+    )
+
+
+def ratio(numerator: ColumnElement, denominator: ColumnElement) -> ColumnElement:
+    """numerator / denominator as a fraction, null when the denominator is 0."""
+    return cast(numerator, DOUBLE_PRECISION) / func.nullif(denominator, 0)
+
+
+def compute_rates(
+    session: Session,
+    level: Level = "community",
+    code: str | None = None,
+    as_of: dt.date | None = None,
+) -> list[dict[str, Any]]:
+    """Rows of :data:`FIELDS`, ordered by code. ``code`` keeps the communities whose code
+    starts with it (a community, street or district code)."""
+    if level not in LEVELS:
+        raise RegistryError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
+    if code is not None and not (code.isascii() and code.isdigit() and len(code) <= 12):
+        raise RegistryError(f"code {code!r} must be up to 12 digits")
+    counts = community_counts()
+    code_column, name_column = {
+        "community": (counts.c.code, counts.c.name),
+        "street": (counts.c.street_code, func.max(counts.c.street_name)),
+        "district": (counts.c.district_code, func.max(counts.c.district_name)),
+        "city": (city_code(counts), literal(CITY_NAME)),
+    }[level]
+    sums = {n: func.sum(counts.c[n]) for n in COUNTS}
+    if level == "community":
+        sums = {n: counts.c[n] for n in COUNTS}
+    grouped = select(
+        literal(level).label("level"),
+        code_column.label("code"),
+        name_column.label("name"),
+        *(cast(func.coalesce(expr, 0), Integer).label(n) for n, expr in sums.items()),
+    )
+    if code:
+        grouped = grouped.where(counts.c.code.startswith(code, autoescape=True))
+    if level in ("street", "district"):
+        grouped = grouped.group_by(code_column)
+    grouped = grouped.subquery("grouped")
+    query = select(
+        *(grouped.c[f] if f not in RATES else rate_of(grouped, f).label(f) for f in FIELDS)
+    ).order_by(grouped.c.code)
+    params = {"as_of": as_of or dt.date.today()}
+    return [dict(row._mapping) for row in session.execute(query, params)]
+
+
+def rate_of(grouped: Subquery, rate: str) -> ColumnElement:
+    numerator, denominator = RATES[rate]
+    return ratio(grouped.c[numerator], grouped.c[denominator])
+
+
+def city_code(counts: Subquery) -> ColumnElement:
+    """The city's 6-digit code when all communities share one (420100 for Wuhan), else null."""
+    prefix = func.left(counts.c.district_code, 4)
+    return case((func.count(prefix.distinct()) == 1, func.concat(func.min(prefix), "00")))
