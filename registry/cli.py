@@ -32,8 +32,8 @@ app = typer.Typer(
 db_app = typer.Typer(help="The database: embedded PostGIS cluster and migrations.")
 app.add_typer(db_app, name="db")
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -76,7 +76,7 @@ def db_up() -> None:
     settings = Settings()
     url = EmbeddedCluster(settings.home_dir).up()
     prepare_database(settings, url)
-    console.print(url, highlight=False, soft_wrap=True)
+    console.print(url, highlight=False)
 
 
 def prepare_database(settings: Settings, url: str) -> None:
@@ -112,7 +112,7 @@ def db_status() -> None:
     if status.running:
         console.print(f"server:     PostgreSQL {status.server_version}", highlight=False)
         console.print(f"postgis:    {status.postgis_version}", highlight=False)
-        console.print(f"url:        {status.url}", highlight=False, soft_wrap=True)
+        console.print(f"url:        {status.url}", highlight=False)
     using = "DATABASE_URL" if settings.database_url else "embedded cluster"
     console.print(f"commands use: {using}", highlight=False)
 

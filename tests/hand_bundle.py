@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from pyproj import Transformer
+import numpy as np
+import shapely
 from shapely import Point, box
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import transform
 
 from geo.chinacoords import from_wgs84
 from registry.idnumber import check_character
@@ -30,7 +31,11 @@ AS_OF = "2026-06-30"
 
 def lonlat(geom: BaseGeometry) -> BaseGeometry:
     """Local metres -> EPSG:4490 longitude/latitude."""
-    return transform(lambda x, y: _FROM_GK.transform(x + ORIGIN[0], y + ORIGIN[1]), geom)
+
+    def to_lonlat(xy: np.ndarray) -> np.ndarray:
+        return np.column_stack(_FROM_GK.transform(xy[:, 0] + ORIGIN[0], xy[:, 1] + ORIGIN[1]))
+
+    return shapely.transform(geom, to_lonlat)
 
 
 def square(x0: float, y0: float, x1: float, y1: float) -> BaseGeometry:

@@ -13,7 +13,7 @@ from typing import Any
 
 from psycopg import sql
 from sqlalchemy import Column, MetaData, Table, func, literal_column, select, tuple_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.orm import Session
 
 from registry.models import Person, Residence
@@ -128,8 +128,8 @@ def write_residents(session: Session, rows: list[Sequence[Any]]) -> WriteCounts:
 
     persons = insert(person).from_select(
         ["id_hmac", "id_cipher", "id_tail", "name"],
-        select(stage.c.id_hmac, stage.c.id_cipher, stage.c.id_tail, stage.c.name).distinct(
-            stage.c.id_hmac
+        select(stage.c.id_hmac, stage.c.id_cipher, stage.c.id_tail, stage.c.name).ext(
+            distinct_on(stage.c.id_hmac)
         ),
     )
     session.execute(

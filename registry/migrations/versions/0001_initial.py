@@ -30,8 +30,12 @@ def geometry(kind: str) -> Geometry:
 
 def timestamps() -> list[sa.Column]:
     return [
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
-        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
     ]
 
 
@@ -157,7 +161,9 @@ def upgrade() -> None:
             sa.Computed("ST_PointOnSurface(geom)", persisted=True),
             nullable=False,
         ),
-        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
     )
     op.create_index(None, "footprint", ["geom"], postgresql_using="gist")
     op.create_index(None, "footprint", ["anchor"], postgresql_using="gist")
@@ -168,7 +174,9 @@ def upgrade() -> None:
         sa.Column("bundle", sa.Text, nullable=False),
         sa.Column("path", sa.Text, nullable=False),
         sa.Column("file", sa.Text, nullable=False),
-        sa.Column("loaded_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+        sa.Column(
+            "loaded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.Column("counts", postgresql.JSONB, nullable=False),
         sa.Column("warnings", postgresql.JSONB, nullable=False),
     )
