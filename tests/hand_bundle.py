@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pyproj import Transformer
 import numpy as np
 import shapely
+from pyproj import Transformer
 from shapely import Point, box
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry

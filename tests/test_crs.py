@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 import shapely
 from geoalchemy2.shape import to_shape
-from hand_bundle import AS_OF, write_hand_bundle
 from pyproj import Geod
 from sqlalchemy import select
 
 from registry.bundle.load import load_bundle
 from registry.models import Address, Building, Community, Footprint
 from registry.rates import compute_rates
+
+from hand_bundle import AS_OF, write_hand_bundle
 from test_rates import COMMUNITY_EXPECTED, _date, without_identity
 
 GEOD = Geod(ellps="GRS80")  # the CGCS2000 ellipsoid differs from GRS80 by 0.1 mm

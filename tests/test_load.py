@@ -11,11 +11,12 @@ from typing import Any
 
 import geopandas as gpd
 import pytest
-from hand_bundle import id_number, write_hand_bundle
 from sqlalchemy import text
 
 from registry.bundle.load import load_bundle
 from registry.bundle.problems import BundleError
+
+from hand_bundle import id_number, write_hand_bundle
 
 TABLES = ("community", "building", "address", "room", "person", "residence", "footprint")
 

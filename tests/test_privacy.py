@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-from hand_bundle import RESIDENTS, write_hand_bundle
 from sqlalchemy import select, text
 
 from registry.bundle.load import load_bundle
@@ -15,6 +14,8 @@ from registry.idnumber import mask
 from registry.models import Person
 from registry.settings import RegistryError
 from registry.vault import bind_vault, create_key_file, load_vault
+
+from hand_bundle import RESIDENTS, write_hand_bundle
 
 TABLES = ("community", "building", "address", "room", "person", "residence", "import_log")
 
@@ -36,7 +37,9 @@ def test_identity_numbers_are_never_stored_in_clear(session, vault, tmp_path: Pa
         assert number in numbers
         assert person.id_hmac == vault.lookup_key(number)
         assert person.id_tail == number[-4:]
-    found = session.scalar(select(Person.name).where(Person.id_hmac == vault.lookup_key(numbers[0])))
+    found = session.scalar(
+        select(Person.name).where(Person.id_hmac == vault.lookup_key(numbers[0]))
+    )
     assert found == RESIDENTS[0][1]
 
 

@@ -50,10 +50,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from hand_bundle import AS_OF, write_hand_bundle
 
 from registry.bundle.load import load_bundle
 from registry.rates import FIELDS, compute_rates
+
+from hand_bundle import AS_OF, write_hand_bundle
 
 C1, C2, C3 = "420111002001", "420111002002", "420111003001"
 
