@@ -7,15 +7,16 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from registry.bundle.load import LoadReport
-from registry.bundle.validate import rejected_rows
 from registry.idnumber import mask
 from registry.rates import FIELDS, RATES
+
+if TYPE_CHECKING:
+    from registry.bundle.load import LoadReport
 
 RATE_FORMATS = ("table", "json", "csv")
 COUNT_COLUMNS = ("read", "inserted", "updated", "unchanged", "rejected")
@@ -63,6 +64,8 @@ def print_problems(kind: str, problems: list, err: Console, limit: int | None) -
 
 def write_rejects(report: LoadReport, path: Path) -> int:
     """Refused rows with their reasons, as CSV; identity numbers masked."""
+    from registry.bundle.validate import rejected_rows
+
     count = 0
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyogrio
 import shapely
 from pyproj import CRS, Transformer
 from shapely.geometry.base import BaseGeometry
@@ -150,6 +149,8 @@ def geojson_record(number: int, feature: Any) -> Record:
 
 def read_with_ogr(path: Path, layer: str) -> LayerFile:
     """GeoPackage or Shapefile via pyogrio; projected data is brought to EPSG:4490."""
+    import pyogrio  # imported here: it pulls in pandas, which other commands do not need
+
     try:
         meta, _, wkb, columns = pyogrio.raw.read(path)
     except Exception as exc:  # pyogrio raises many GDAL error types
