@@ -14,19 +14,10 @@ import pytest
 
 from registry.bundle.load import load_bundle
 from registry.cli import SAMPLE_BUNDLE
-from registry.rates import compute_rates
+from registry.rates import COUNTS, compute_rates
 
 EXPECTED = json.loads((SAMPLE_BUNDLE / "expected_counts.json").read_text(encoding="utf-8"))
 REGISTRY = str(Path(sys.executable).with_name("registry"))  # the installed console script
-COUNT_FIELDS = (
-    "buildings",
-    "buildings_on_map",
-    "footprints",
-    "footprints_covered",
-    "buildings_labeled",
-    "residents",
-    "residents_on_map",
-)
 
 
 def test_sample_bundle_matches_its_independently_computed_counts(session, vault):
@@ -39,7 +30,7 @@ def test_sample_bundle_matches_its_independently_computed_counts(session, vault)
     expected = {c["code"]: c for c in EXPECTED["communities"]}
     assert {r["code"] for r in rows} == set(expected)
     for row in rows:
-        for field in COUNT_FIELDS:
+        for field in COUNTS:
             assert row[field] == expected[row["code"]][field], (row["code"], field)
     empty = next(r for r in rows if r["buildings"] == 0)
     assert empty["on_map_rate"] is None and empty["coverage_rate"] is None

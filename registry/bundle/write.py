@@ -13,7 +13,7 @@ from typing import Any
 
 from psycopg import sql
 from sqlalchemy import Column, MetaData, Table, func, literal_column, select, tuple_
-from sqlalchemy.dialects.postgresql import distinct_on, insert
+from sqlalchemy.dialects.postgresql import Insert, distinct_on, insert
 from sqlalchemy.orm import Session
 
 from registry.models import Person, Residence
@@ -29,17 +29,17 @@ class WriteCounts:
         return {"inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged}
 
 
-def staging_table(session: Session, target: Table, columns: Sequence[str]) -> Table:
-    """A temporary table with ``columns`` typed as in ``target``, filled by :func:`copy_rows`."""
-    stage = Table(
-        f"stage_{target.name}",
-        MetaData(),
-        *(Column(name, target.c[name].type) for name in columns),
-        prefixes=["TEMPORARY"],
-    )
+def staging_table(session: Session, name: str, columns: Iterable[Column]) -> Table:
+    """A temporary table of ``columns``, to be filled by :func:`copy_rows`."""
+    stage = Table(name, MetaData(), *columns, prefixes=["TEMPORARY"])
     stage.drop(session.connection(), checkfirst=True)
     stage.create(session.connection())
     return stage
+
+
+def typed_like(table: Table, names: Iterable[str]) -> list[Column]:
+    """Fresh columns named ``names``, typed as the columns of ``table``."""
+    return [Column(name, table.c[name].type) for name in names]
 
 
 def copy_rows(session: Session, stage: Table, rows: Iterable[Sequence[Any]]) -> int:
@@ -73,9 +73,14 @@ def upsert_from_stage(
         where=tuple_(*(target.c[n] for n in changing)).is_distinct_from(
             tuple_(*(excluded[n] for n in changing))
         ),
-    ).returning(literal_column("xmax = 0"))
+    )
+    return run_upsert(session, statement, stage, staged)
+
+
+def run_upsert(session: Session, statement: Insert, stage: Table, staged: int) -> WriteCounts:
+    """Execute an upsert, count inserted rows (``xmax = 0``) and updated ones, drop the stage."""
     counts = WriteCounts()
-    for (inserted,) in session.execute(statement):
+    for (inserted,) in session.execute(statement.returning(literal_column("xmax = 0"))):
         if inserted:
             counts.inserted += 1
         else:
@@ -88,7 +93,7 @@ def upsert_from_stage(
 def write_table(
     session: Session, target: Table, key: Sequence[str], columns: Sequence[str], rows: list
 ) -> WriteCounts:
-    stage = staging_table(session, target, columns)
+    stage = staging_table(session, f"stage_{target.name}", typed_like(target, columns))
     staged = copy_rows(session, stage, rows)
     return upsert_from_stage(session, target, stage, key, staged)
 
@@ -113,17 +118,8 @@ def write_residents(session: Session, rows: list[Sequence[Any]]) -> WriteCounts:
     new nonce on every load would otherwise make each reload look like a change.
     """
     person, residence = Person.__table__, Residence.__table__
-    stage = Table(
-        "stage_residents",
-        MetaData(),
-        *(
-            Column(n, (person.c[n] if n in person.c else residence.c[n]).type)
-            for n in RESIDENT_COLUMNS
-        ),
-        prefixes=["TEMPORARY"],
-    )
-    stage.drop(session.connection(), checkfirst=True)
-    stage.create(session.connection())
+    columns = typed_like(person, RESIDENT_COLUMNS[:4]) + typed_like(residence, RESIDENT_COLUMNS[4:])
+    stage = staging_table(session, "stage_residents", columns)
     staged = copy_rows(session, stage, rows)
 
     persons = insert(person).from_select(
@@ -154,13 +150,5 @@ def write_residents(session: Session, rows: list[Sequence[Any]]) -> WriteCounts:
         where=tuple_(*(residence.c[n] for n in changing)).is_distinct_from(
             tuple_(*(excluded[n] for n in changing))
         ),
-    ).returning(literal_column("xmax = 0"))
-    counts = WriteCounts()
-    for (inserted,) in session.execute(statement):
-        if inserted:
-            counts.inserted += 1
-        else:
-            counts.updated += 1
-    counts.unchanged = staged - counts.inserted - counts.updated
-    stage.drop(session.connection())
-    return counts
+    )
+    return run_upsert(session, statement, stage, staged)
