@@ -103,6 +103,8 @@ def test_taken_port_is_replaced_and_recorded(cluster: EmbeddedCluster) -> None:
     assert old_port is not None
     cluster.down()
     with socket.socket() as blocker:
+        # the stopped server's connections may linger in TIME_WAIT on this port
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         blocker.bind(("127.0.0.1", old_port))
         blocker.listen()
         url = cluster.up()
