@@ -9,13 +9,14 @@ written.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import shapely
-from sqlalchemy import String, bindparam, select
+from sqlalchemy import String, bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -166,8 +167,19 @@ def load_bundle(
             **counts.as_dict(),
         }
         log_file(session, report, plan.file)
+    analyze(session, validation.plans)
     report.written = True
     return report
+
+
+def analyze(session: Session, layers: Iterable[str]) -> None:
+    """Refresh planner statistics of the tables a load filled, so the next rates query
+    after a bulk load gets index plans rather than guesses from empty-table statistics."""
+    tables = {TARGETS[layer][0].name for layer in layers if layer in TARGETS}
+    if "residents" in layers:
+        tables |= {"person", "residence"}
+    for name in sorted(tables):
+        session.execute(text(f'ANALYZE "{name}"'))  # names from the model, never from input
 
 
 def convert_geometries(validation: Validation, crs: str) -> dict[str, list[str | None]]:

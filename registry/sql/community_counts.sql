@@ -1,8 +1,9 @@
 -- Per-community counts behind the four rates (docs/rates.md, domain.md section 3).
 -- Every community has a row, even one with nothing in it.
 -- :as_of  the date at which residents are counted.
-WITH on_map AS (
-    -- counts (not demolished) and has a non-empty polygon footprint
+WITH on_map AS NOT MATERIALIZED (
+    -- counts (not demolished) and has a non-empty polygon footprint; NOT MATERIALIZED lets
+    -- each use below reach the spatial index on building.footprint
     SELECT id, community_code, footprint
     FROM building
     WHERE status <> 'demolished'
