@@ -8,6 +8,7 @@ reports why it cannot; checks that need other rows (duplicates, references) live
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,8 +141,8 @@ class RowCheck:
         try:
             number = float(value)
         except (TypeError, ValueError):
-            number = math_nan
-        if number != number or not number.is_integer() or not low <= number <= high:
+            number = math.nan
+        if not number.is_integer() or not low <= number <= high:
             self.error(field, f"must be a whole number from {low} to {high}, got {value!r}")
             return None
         return int(number)
@@ -193,9 +194,6 @@ class RowCheck:
         if getattr(prepared, "warning", None):
             self.warn("geometry", prepared.warning)
         return prepared.geometry
-
-
-math_nan = float("nan")
 
 
 def check_community(row: RowCheck) -> dict[str, Any]:

@@ -107,7 +107,7 @@ def read_files(path: Path) -> dict[str, LayerFile]:
     for layer in LOAD_ORDER:
         found = find_layer_file(path, layer)
         if found is not None:
-            files[layer] = read_layer(found, layer)
+            files[layer] = read_layer(found, layer, LAYERS[layer].fields)
     if not files:
         names = ", ".join(f"{layer}.*" for layer in LOAD_ORDER)
         raise BundleError(
@@ -150,17 +150,7 @@ def load_bundle(
         if layer == "residents":
             counts = write_residents(session, resident_rows(rows, vault))
         else:
-            table, geometry_column = TARGETS[layer]
-            columns = list(rows[0]) if rows else list(LAYERS[layer].fields)
-            if rows and geometry_column:
-                for values, ewkb in zip(rows, geometries[layer], strict=True):
-                    values[geometry_column] = ewkb
-            key = [KEY_COLUMNS[layer].key]
-            counts = (
-                write_table(session, table, key, columns, [tuple(v.values()) for v in rows])
-                if rows
-                else WriteCounts()
-            )
+            counts = write_layer(session, layer, rows, geometries.get(layer, []))
         report.counts[layer] = {
             "read": len(plan.file.records),
             "rejected": len(plan.rejected),
@@ -170,6 +160,20 @@ def load_bundle(
     analyze(session, validation.plans)
     report.written = True
     return report
+
+
+def write_layer(
+    session: Session, layer: str, rows: list[dict[str, Any]], ewkb: list[str | None]
+) -> WriteCounts:
+    """Upsert one layer's rows, with geometries swapped for their converted EWKB."""
+    if not rows:
+        return WriteCounts()
+    table, geometry_column = TARGETS[layer]
+    if geometry_column:
+        for values, geometry in zip(rows, ewkb, strict=True):
+            values[geometry_column] = geometry
+    key = [KEY_COLUMNS[layer].key]
+    return write_table(session, table, key, list(rows[0]), [tuple(v.values()) for v in rows])
 
 
 def analyze(session: Session, layers: Iterable[str]) -> None:
@@ -197,9 +201,14 @@ def convert_geometries(validation: Validation, crs: str) -> dict[str, list[str |
         try:
             geoms[present] = to_wgs84(geoms[present], crs)
         except OutsideChinaError as exc:
+            # the extent was checked row by row, so this is a whole-file matter: refuse it
             validation.problems.append(
                 Problem(plan.file.label, None, "geometry", f"cannot convert from {crs}: {exc}")
             )
+            plan.rejected.extend(record for record, _ in plan.accepted)
+            plan.accepted = []
+            converted[layer] = []
+            continue
         geoms[present] = shapely.set_srid(geoms[present], SRID)
         converted[layer] = list(shapely.to_wkb(geoms, hex=True, include_srid=True))
     return converted

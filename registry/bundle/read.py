@@ -64,13 +64,14 @@ def find_layer_file(bundle_dir: Path, layer: str) -> Path | None:
     return found[0] if found else None
 
 
-def read_layer(path: Path, layer: str) -> LayerFile:
-    """Read any supported file of ``layer``; unreadable files raise :class:`BundleError`."""
+def read_layer(path: Path, layer: str, fields: tuple[str, ...]) -> LayerFile:
+    """Read any supported file of ``layer``, whose known ``fields`` let Shapefile's
+    10-character names be mapped back; unreadable files raise :class:`BundleError`."""
     if path.suffix == ".csv":
         return read_csv(path, layer)
     if path.suffix == ".geojson":
         return read_geojson(path, layer)
-    return read_with_ogr(path, layer)
+    return read_with_ogr(path, layer, fields)
 
 
 def decode_text(path: Path) -> tuple[str, str]:
@@ -147,7 +148,7 @@ def geojson_record(number: int, feature: Any) -> Record:
         return Record(number, values, geometry_error=f"unreadable geometry ({exc})")
 
 
-def read_with_ogr(path: Path, layer: str) -> LayerFile:
+def read_with_ogr(path: Path, layer: str, fields: tuple[str, ...]) -> LayerFile:
     """GeoPackage or Shapefile via pyogrio; projected data is brought to EPSG:4490."""
     import pyogrio  # imported here: it pulls in pandas, which other commands do not need
 
@@ -159,8 +160,7 @@ def read_with_ogr(path: Path, layer: str) -> LayerFile:
     geometries = shapely.from_wkb(wkb, on_invalid="ignore") if wkb is not None else None
     if geometries is not None and meta.get("crs"):
         geometries = to_geographic(geometries, meta["crs"], path)
-    expected = expected_fields(layer)
-    names = [dbf_alias(name, expected) for name in names]
+    names = [dbf_alias(name, fields) for name in names]
     records = []
     for index in range(len(columns[0]) if columns else len(geometries or [])):
         values = {
@@ -188,12 +188,6 @@ def to_geographic(geometries: np.ndarray, crs_text: str, path: Path) -> np.ndarr
         raise BundleError(
             Problem(path.name, None, None, f"cannot be reprojected from {crs.name}: {exc}")
         ) from None
-
-
-def expected_fields(layer: str) -> tuple[str, ...]:
-    from registry.bundle.layers import LAYERS
-
-    return LAYERS[layer].fields
 
 
 def dbf_alias(name: str, expected: tuple[str, ...]) -> str:
