@@ -140,27 +140,34 @@ def load(
     ] = Path("rejects.csv"),
 ) -> None:
     """Validate a bundle and load it: all or nothing unless --partial."""
-    from registry.bundle.load import load_bundle
-    from registry.vault import load_vault
-
     settings = Settings()
-    engine = migrated_engine(settings)
-    needs_keys = (bundle / "residents.csv").exists()
-    vault = load_vault(settings.key_path) if needs_keys else None
-    with transaction(engine) as session:
-        if vault is not None:
-            from registry.vault import bind_vault
-
-            bind_vault(session, vault, settings.key_path)
-        report = load_bundle(session, bundle, vault, partial=partial)
-        if not report.written:
-            session.rollback()
+    report = load_in_transaction(migrated_engine(settings), settings, bundle, partial)
     output.print_load_report(report, console, err)
     if partial and report.errors:
         count = output.write_rejects(report, rejects)
         err.print(f"{count} rows refused: see {rejects}", highlight=False)
     if not report.written:
         raise typer.Exit(1)
+
+
+def load_in_transaction(engine, settings: Settings, bundle: Path, partial: bool = False):
+    """Load ``bundle`` in one transaction, committed only if the load wrote it.
+
+    The identity keys are needed (and checked against the database) only when the
+    bundle has residents.
+    """
+    from registry.bundle.load import load_bundle
+    from registry.vault import bind_vault, load_vault
+
+    needs_keys = (bundle / "residents.csv").exists()
+    vault = load_vault(settings.key_path) if needs_keys else None
+    with transaction(engine) as session:
+        if vault is not None:
+            bind_vault(session, vault, settings.key_path)
+        report = load_bundle(session, bundle, vault, partial=partial)
+        if not report.written:
+            session.rollback()
+    return report
 
 
 # ---------------------------------------------------------------- rates
@@ -216,9 +223,6 @@ def demo(
     ] = SAMPLE_BUNDLE,
 ) -> None:
     """Start the embedded PostGIS, load the sample bundle and print its rates."""
-    from registry.bundle.load import load_bundle
-    from registry.vault import bind_vault, load_vault
-
     settings = Settings()
     if not bundle.is_dir():
         raise RegistryError(f"sample bundle {bundle} not found: pass --bundle DIR")
@@ -229,13 +233,8 @@ def demo(
         url = EmbeddedCluster(settings.home_dir).up()
         console.print(f"embedded PostGIS running in {settings.home_dir}", highlight=False)
     prepare_database(settings, url)
-    vault = load_vault(settings.key_path)
     engine = make_engine(url)
-    with transaction(engine) as session:
-        bind_vault(session, vault, settings.key_path)
-        report = load_bundle(session, bundle, vault)
-        if not report.written:
-            session.rollback()
+    report = load_in_transaction(engine, settings, bundle)
     output.print_load_report(report, console, err, max_problems=10)
     if not report.written:
         raise typer.Exit(1)

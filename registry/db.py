@@ -10,15 +10,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry import migrate
-from registry.settings import RegistryError, Settings, resolve_database_url
+from registry.settings import RegistryError
 
 
 def make_engine(url: str, **kwargs) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
-
-
-def engine_from_settings(settings: Settings | None = None) -> Engine:
-    return make_engine(resolve_database_url(settings or Settings()))
 
 
 def check_schema(engine: Engine) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from registry.bundle.layers import LAYERS, check_columns, check_row
 from registry.bundle.problems import Problem
 from registry.bundle.read import LayerFile, Record
+from registry.idnumber import mask
 
 LOAD_ORDER = ("communities", "footprints", "buildings", "addresses", "rooms", "residents")
 
@@ -200,8 +201,7 @@ def row_problem(layer_file: LayerFile, record: Record, field_name: str, reason: 
 def describe_key(key_field: str, key: Any) -> str:
     if isinstance(key, tuple):
         id_number, moved_in = key
-        masked = "*" * 14 + id_number[-4:]
-        return f"identity number {masked} with moved_in {moved_in or '(empty)'}"
+        return f"identity number {mask(id_number)} with moved_in {moved_in or '(empty)'}"
     return f"{key_field} {key!r}"
 
 
