@@ -1,19 +1,59 @@
-"""HTTP API over the registry. The OGC API Features, tiles and reports arrive with the API issue."""
+"""HTTP API over the registry: OGC API Features, tiles, coverage reports and exports.
+
+``create_app(settings)`` builds the FastAPI application; ``registry serve`` runs it
+with uvicorn. Handlers are async over one pooled engine (:mod:`api.database`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
-from registry.settings import Settings
+from api import exports, features, reports, tiles
+from api.database import Database
+from api.disconnect import CancelOnDisconnect
+from api.problems import install_problem_handlers
+from api.settings import ApiSettings
+
+STATIC_DIR = Path(__file__).parent / "static"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The FastAPI application for ``settings`` (default: from the environment)."""
-    app = FastAPI(title="一标三实 registry", version="0.1.0")
-    app.state.settings = settings or Settings()
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    """The application for ``settings`` (default: from the environment).
+
+    The database is resolved when the app starts (DATABASE_URL, else the running
+    embedded cluster), exactly as the CLI resolves it.
+    """
+    settings = settings or ApiSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.database = Database.from_settings(settings)
+        try:
+            yield
+        finally:
+            await app.state.database.dispose()
+
+    app = FastAPI(
+        title="一标三实 registry",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/api.html",
+        openapi_url="/api",
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for module in (features, tiles, reports, exports):
+        app.include_router(module.router)
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    app.add_middleware(CancelOnDisconnect)
     return app

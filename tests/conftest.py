@@ -147,3 +147,48 @@ class Cli:
 @pytest.fixture
 def cli(registry_env: dict[str, str]) -> Cli:
     return Cli()
+
+
+# ---------------------------------------------------------------- the API over the sample
+
+
+@pytest.fixture(scope="session")
+def sample_db_url(server_url: str, template_url: str, tmp_path_factory: pytest.TempPathFactory):
+    """One database with the 光谷 sample bundle loaded, shared read-only by the API tests.
+
+    Tests that write must use ``db_url`` instead.
+    """
+    from registry.bundle.load import load_bundle
+    from registry.cli import SAMPLE_BUNDLE
+    from registry.db import transaction
+
+    url = create_database(server_url, TEMPLATE)
+    key_file = tmp_path_factory.mktemp("sample-keys") / "keys.json"
+    create_key_file(key_file)
+    engine = make_engine(url)
+    with transaction(engine) as session:
+        report = load_bundle(session, SAMPLE_BUNDLE, load_vault(key_file))
+        assert report.written, report.errors
+    engine.dispose()
+    yield url
+    drop_database(server_url, url)
+
+
+@pytest.fixture(scope="session")
+def api_settings(sample_db_url: str, tmp_path_factory: pytest.TempPathFactory):
+    from api.settings import ApiSettings
+
+    return ApiSettings(
+        database_url=sample_db_url, home=tmp_path_factory.mktemp("api-home"), statement_timeout_ms=20_000
+    )
+
+
+@pytest.fixture(scope="session")
+def api_client(api_settings):
+    """An in-process client of the API over the sample database (lifespan run once)."""
+    from fastapi.testclient import TestClient
+
+    from api import create_app
+
+    with TestClient(create_app(api_settings)) as client:
+        yield client

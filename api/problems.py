@@ -1,0 +1,77 @@
+"""RFC 9457 problem details: every client error says what was wrong, never a 500 for bad input."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """Raise to answer with a problem+json body: ``status``, a short ``detail`` and extras."""
+
+    def __init__(self, status: int, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.extra = extra
+
+
+def bad_request(detail: str, **extra: Any) -> Problem:
+    return Problem(400, detail, **extra)
+
+
+def not_found(detail: str) -> Problem:
+    return Problem(404, detail)
+
+
+def problem_response(
+    status: int, detail: str, instance: str | None = None, headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Map raised problems, HTTP errors and parameter validation errors to problem+json."""
+
+    @app.exception_handler(Problem)
+    async def on_problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc.status, exc.detail, str(request.url.path), **exc.extra)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        return problem_response(
+            exc.status_code, detail, str(request.url.path), headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "parameter": ".".join(str(p) for p in err.get("loc", ())[1:]) or None,
+                "in": (err.get("loc") or ("query",))[0],
+                "reason": err.get("msg"),
+            }
+            for err in exc.errors()
+        ]
+        detail = "; ".join(
+            f"{e['in']} parameter {e['parameter']!r}: {e['reason']}" for e in errors
+        )
+        return problem_response(400, detail, str(request.url.path), errors=errors)

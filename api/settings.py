@@ -1,0 +1,24 @@
+"""Settings of the HTTP API: the registry's own, plus what only a server needs."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from registry.settings import Settings
+
+
+class ApiSettings(Settings):
+    """``REGISTRY_*`` environment variables; the database resolves as for the CLI."""
+
+    statement_timeout_ms: int = Field(default=30_000, ge=100)
+    pool_size: int = Field(default=10, ge=1)
+    max_overflow: int = Field(default=10, ge=0)
+    public_url: str | None = Field(
+        default=None, description="Base URL clients see (behind a proxy); default: from the request."
+    )
+    basemap_url: str | None = Field(
+        default=None,
+        description="XYZ raster tile URL for report and web maps, e.g. a district tile server; "
+        "none by default, so maps work offline with no base layer.",
+    )
+    tile_cache_size: int = Field(default=2048, ge=0)
