@@ -32,7 +32,10 @@ def not_found(detail: str) -> Problem:
 
 
 def problem_response(
-    status: int, detail: str, instance: str | None = None, headers: dict[str, str] | None = None,
+    status: int,
+    detail: str,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
     body: dict[str, Any] = {
@@ -71,7 +74,5 @@ def install_problem_handlers(app: FastAPI) -> None:
             }
             for err in exc.errors()
         ]
-        detail = "; ".join(
-            f"{e['in']} parameter {e['parameter']!r}: {e['reason']}" for e in errors
-        )
+        detail = "; ".join(f"{e['in']} parameter {e['parameter']!r}: {e['reason']}" for e in errors)
         return problem_response(400, detail, str(request.url.path), errors=errors)

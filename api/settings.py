@@ -14,7 +14,8 @@ class ApiSettings(Settings):
     pool_size: int = Field(default=10, ge=1)
     max_overflow: int = Field(default=10, ge=0)
     public_url: str | None = Field(
-        default=None, description="Base URL clients see (behind a proxy); default: from the request."
+        default=None,
+        description="Base URL clients see (behind a proxy); default: from the request.",
     )
     basemap_url: str | None = Field(
         default=None,

@@ -179,7 +179,9 @@ def api_settings(sample_db_url: str, tmp_path_factory: pytest.TempPathFactory):
     from api.settings import ApiSettings
 
     return ApiSettings(
-        database_url=sample_db_url, home=tmp_path_factory.mktemp("api-home"), statement_timeout_ms=20_000
+        database_url=sample_db_url,
+        home=tmp_path_factory.mktemp("api-home"),
+        statement_timeout_ms=20_000,
     )
 
 
