@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the registry needs on Debian or Ubuntu, and nothing more:
 #   - PostgreSQL and PostGIS from the OS package manager (skipped when present),
+#   - with --dev, gdal-bin and docker-compose too (skipped when present),
 #   - a Python virtual environment in .venv with the project installed.
 # Usage: bash scripts/setup.sh          (to run the registry)
 #        bash scripts/setup.sh --dev    (also the test and lint tools)
@@ -40,6 +41,19 @@ version="$(server_version)"
 if [ ! -f "/usr/share/postgresql/$version/extension/postgis.control" ]; then
   echo "setup: installing PostGIS for PostgreSQL $version"
   apt_install "postgresql-$version-postgis-3"
+fi
+
+if [ -n "$extras" ]; then
+  # tests only: GDAL's OGC API Features client, and a Compose to check docker/compose.yml
+  dev_packages=()
+  command -v ogrinfo >/dev/null 2>&1 || dev_packages+=(gdal-bin)
+  if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+    dev_packages+=(docker-compose)
+  fi
+  if [ "${#dev_packages[@]}" -gt 0 ]; then
+    echo "setup: installing ${dev_packages[*]}"
+    apt_install "${dev_packages[@]}"
+  fi
 fi
 
 python=${PYTHON:-python3}
