@@ -198,6 +198,39 @@ def rates(
     output.print_rates(rows, format, console)
 
 
+# ---------------------------------------------------------------- serve
+
+
+@app.command()
+@reports_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Serve the OGC API, tiles, reports and exports over HTTP (uvicorn)."""
+    run_server(host, port, workers)
+
+
+def run_server(host: str, port: int, workers: int = 1) -> None:
+    """Check the database first, so a missing or unmigrated one is a message, not a crash."""
+    import uvicorn
+
+    from api.settings import ApiSettings
+
+    engine = migrated_engine(ApiSettings())
+    engine.dispose()
+    uvicorn.run(
+        "api:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        proxy_headers=True,
+    )
+
+
 # ---------------------------------------------------------------- synth and demo
 
 
