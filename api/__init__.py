@@ -13,7 +13,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api import exports, features, reports, tiles
+from api import exports, features, openapi, reports, tiles
 from api.database import Database
 from api.disconnect import CancelOnDisconnect
 from api.problems import install_problem_handlers
@@ -42,14 +42,27 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         title="一标三实 registry",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/api.html",
-        openapi_url="/api",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,  # served by api.openapi: OpenAPI 3.0, self-contained
     )
     app.state.settings = settings
     install_problem_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (features, tiles, reports, exports):
+    modules = (features, openapi, tiles, reports, exports)
+    for module in modules:
         app.include_router(module.router)
+    # other routers add links to the landing page and collections, and conformance classes
+    app.state.landing_links = lambda root: [
+        link for m in modules if hasattr(m, "landing_links") for link in m.landing_links(root)
+    ]
+    app.state.collection_links = lambda root, collection: [
+        link
+        for m in modules
+        if hasattr(m, "collection_links")
+        for link in m.collection_links(root, collection)
+    ]
+    app.state.conformance = [c for m in modules for c in getattr(m, "CONFORMANCE", [])]
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -76,3 +77,19 @@ def install_problem_handlers(app: FastAPI) -> None:
         ]
         detail = "; ".join(f"{e['in']} parameter {e['parameter']!r}: {e['reason']}" for e in errors)
         return problem_response(400, detail, str(request.url.path), errors=errors)
+
+    @app.exception_handler(DBAPIError)
+    async def on_database(request: Request, exc: DBAPIError) -> JSONResponse:
+        """A query the client's input made impossible is a 400; a timeout is a 503."""
+        code = getattr(exc.orig, "sqlstate", None) or ""
+        message = str((getattr(exc.orig, "diag", None) and exc.orig.diag.message_primary) or "")
+        if code == "57014":
+            return problem_response(
+                503,
+                "the query took longer than the server allows; narrow it (bbox, filter)",
+                str(request.url.path),
+                headers={"Retry-After": "5"},
+            )
+        if code.startswith("22"):
+            return problem_response(400, f"invalid value: {message}", str(request.url.path))
+        raise exc
