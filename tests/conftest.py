@@ -194,3 +194,45 @@ def api_client(api_settings):
 
     with TestClient(create_app(api_settings)) as client:
         yield client
+
+
+class LiveServer:
+    """The API served by a real uvicorn on a free loopback port, in a background thread."""
+
+    def __init__(self, app) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def live_server(api_settings) -> Iterator[LiveServer]:
+    """The API over the sample database on a real HTTP port, for GDAL, OWSLib and schemathesis."""
+    from api import create_app
+
+    with LiveServer(create_app(api_settings)) as server:
+        yield server
