@@ -284,7 +284,7 @@ def build_items_query(request: Request, collection: Collection):
         filter=and_(*conditions) if conditions else None,
         crs=crs,
     )
-    return query, items_select(query, source), count_select(query, collection.source()), crs
+    return query, items_select(query, source), count_select(query, source), crs
 
 
 def next_link(request: Request, last_id: str, limit: int) -> dict[str, str]:

@@ -50,6 +50,9 @@ def single(params: QueryParams, name: str) -> str | None:
 
 def check_known(params: QueryParams, allowed: frozenset[str] | set[str]) -> None:
     """400 for a parameter the API does not define (/req/core/query-param-unknown)."""
+    for name, value in params.multi_items():
+        if "\x00" in value:
+            raise bad_request(f"query parameter {name!r} contains a NUL character")
     unknown = sorted(set(params.keys()) - set(allowed))
     if unknown:
         raise bad_request(

@@ -22,4 +22,7 @@ class ApiSettings(Settings):
         description="XYZ raster tile URL for report and web maps, e.g. a district tile server; "
         "none by default, so maps work offline with no base layer.",
     )
+    basemap_attribution: str | None = Field(
+        default=None, description="Attribution shown for the base map tiles."
+    )
     tile_cache_size: int = Field(default=2048, ge=0)
