@@ -23,6 +23,7 @@ from api import html, params
 from api.openapi import OPENAPI_JSON
 from api.problems import bad_request, not_found
 from geo.crs import CRS84, STORAGE_CRS, SUPPORTED, Crs
+from registry import cql2
 from registry.collections import COLLECTIONS, Collection
 from registry.features import ItemsQuery, count_select, extent_select, item_select, items_select
 
@@ -227,9 +228,7 @@ def queryables_schema(collection: Collection, schema_id: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- items
 
 
-def cql2_queryables(collection: Collection, source) -> dict:
-    from registry import cql2
-
+def cql2_queryables(collection: Collection, source) -> dict[str, cql2.Queryable]:
     out = {"geometry": cql2.Queryable(source.c.geom, "geometry")}
     for prop in collection.properties:
         out[prop.name] = cql2.Queryable(source.c[prop.name], prop.type)
@@ -264,8 +263,6 @@ def build_items_query(request: Request, collection: Collection):
     conditions = []
     text = params.single(query_params, "filter")
     if text is not None:
-        from registry import cql2
-
         try:
             conditions.append(
                 cql2.to_sql(text, cql2_queryables(collection, source), filter_crs.srid)
