@@ -1,55 +1,27 @@
 -- Per-community counts behind the four rates (docs/rates.md, domain.md section 3).
--- Every community has a row, even one with nothing in it.
+-- Every community has a row, even one with nothing in it. "On the map", "labelled" and
+-- "covered" are the views on_map_building, building_label and footprint_cover
+-- (migration 0002), which the work lists in gaps_*.sql share.
 -- :as_of  the date at which residents are counted.
-WITH on_map AS NOT MATERIALIZED (
-    -- counts (not demolished) and has a non-empty polygon footprint; NOT MATERIALIZED lets
-    -- each use below reach the spatial index on building.footprint
-    SELECT id, community_code, footprint
-    FROM building
-    WHERE status <> 'demolished'
-      AND footprint IS NOT NULL
-      AND NOT ST_IsEmpty(footprint)
-),
-building_counts AS (
+WITH building_counts AS (
     SELECT community_code, count(*) AS buildings
     FROM building
     WHERE status <> 'demolished'
     GROUP BY community_code
 ),
 on_map_counts AS (
-    -- labelled: an active standard address naming the building has its door plate
-    -- within 30 m of the footprint (distance 0 inside), measured on the spheroid
-    SELECT m.community_code,
+    SELECT community_code,
            count(*) AS buildings_on_map,
-           count(*) FILTER (WHERE EXISTS (
-               SELECT 1
-               FROM address a
-               WHERE a.building_id = m.id
-                 AND a.status = 'active'
-                 AND a.door_plate IS NOT NULL
-                 AND ST_DWithin(a.door_plate::geography, m.footprint::geography, 30)
-           )) AS buildings_labeled
-    FROM on_map m
-    GROUP BY m.community_code
+           count(*) FILTER (WHERE labeled) AS buildings_labeled
+    FROM building_label
+    GROUP BY community_code
 ),
 footprint_counts AS (
-    -- a footprint belongs to the community whose boundary contains its point-on-surface
-    -- (footprint.anchor) and is covered when the union of all on-map buildings, of any
-    -- community, covers at least half of its area (in square metres)
-    SELECT c.code AS community_code,
+    SELECT community_code,
            count(*) AS footprints,
-           count(*) FILTER (WHERE cover.covered_area >= 0.5 * ST_Area(f.geom::geography))
-               AS footprints_covered
-    FROM community c
-    JOIN footprint f ON ST_Contains(c.boundary, f.anchor)
-    CROSS JOIN LATERAL (
-        SELECT coalesce(
-                   ST_Area(ST_Intersection(f.geom, ST_Union(m.footprint))::geography), 0
-               ) AS covered_area
-        FROM on_map m
-        WHERE ST_Intersects(m.footprint, f.geom)
-    ) cover
-    GROUP BY c.code
+           count(*) FILTER (WHERE covered) AS footprints_covered
+    FROM footprint_cover
+    GROUP BY community_code
 ),
 resident_counts AS (
     -- active: no moved-out date, or one later than the as-of date;
@@ -59,7 +31,7 @@ resident_counts AS (
            count(m.id) AS residents_on_map
     FROM residence r
     LEFT JOIN room ON room.id = r.room_id
-    LEFT JOIN on_map m ON m.id = room.building_id
+    LEFT JOIN on_map_building m ON m.id = room.building_id
     WHERE r.moved_out IS NULL OR r.moved_out > :as_of
     GROUP BY r.community_code
 )
