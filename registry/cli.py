@@ -231,6 +231,43 @@ def run_server(host: str, port: int, workers: int = 1) -> None:
     )
 
 
+# ---------------------------------------------------------------- export
+
+
+@app.command()
+@reports_errors
+def export(
+    collection: Annotated[
+        str, typer.Argument(help="communities, buildings, addresses, footprints or coverage-gaps.")
+    ],
+    file: Annotated[Path, typer.Argument(help="File to write (replaced only on success).")],
+    crs: Annotated[
+        str | None,
+        typer.Option(help="Output CRS, e.g. EPSG:4547 (default EPSG:4490; GeoJSON: CRS84)."),
+    ] = None,
+    code: Annotated[
+        str | None, typer.Option(help="Only communities whose code starts with these digits.")
+    ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option(help="gpkg, fgb, geojson or csv (default: from FILE's suffix)."),
+    ] = None,
+) -> None:
+    """Export a collection to GeoPackage, FlatGeobuf, GeoJSON or CSV (UTF-8 with BOM, WKT).
+
+    FlatGeobuf leaves out features without geometry (its spatial index cannot hold them).
+    """
+    from registry.export import export_spec, format_of, replacing, write_export
+
+    spec = export_spec(collection, format_of(file, format), crs, code)
+    engine = migrated_engine(Settings())
+    with replacing(file) as temporary, transaction(engine) as session:
+        count = write_export(session, spec, temporary)
+    console.print(f"wrote {count} features to {file}", highlight=False)
+    if spec.drops_missing_geometry:
+        err.print("FlatGeobuf leaves out features without geometry", highlight=False)
+
+
 # ---------------------------------------------------------------- synth and demo
 
 
@@ -254,8 +291,13 @@ def demo(
     bundle: Annotated[
         Path, typer.Option(help="Bundle to load (default: the 光谷 sample).")
     ] = SAMPLE_BUNDLE,
+    serve: Annotated[
+        bool, typer.Option(help="Serve the API and map afterwards (until Ctrl-C).")
+    ] = True,
+    host: Annotated[str, typer.Option(help="Address the API listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port the API listens on.")] = 8000,
 ) -> None:
-    """Start the embedded PostGIS, load the sample bundle and print its rates."""
+    """Start the embedded PostGIS, load the sample bundle, print its rates and serve the API."""
     settings = Settings()
     if not bundle.is_dir():
         raise RegistryError(f"sample bundle {bundle} not found: pass --bundle DIR")
@@ -274,8 +316,26 @@ def demo(
     with transaction(engine) as session:
         for level in ("community", "street", "city"):
             output.print_rates(compute_rates(session, level), "table", console)  # type: ignore[arg-type]
-    console.print(
-        "\nNext: `registry rates --format json`, `registry rates --level district`, "
-        "`registry db status`, `registry db down`.",
-        highlight=False,
-    )
+    engine.dispose()
+    if not serve:
+        console.print(
+            "\nNext: `registry serve`, `registry rates --format json`, "
+            "`registry db status`, `registry db down`.",
+            highlight=False,
+        )
+        return
+    print_urls(f"http://{host}:{port}")
+    run_server(host, port)
+
+
+def print_urls(root: str) -> None:
+    console.print("\nServing the registry API (Ctrl-C to stop):", highlight=False)
+    for what, path in (
+        ("landing page (OGC API)", "/"),
+        ("collections", "/collections"),
+        ("coverage report and map", "/reports/coverage?f=html"),
+        ("vector tiles (TileJSON)", "/tiles/buildings,footprints.json"),
+        ("API definition", "/api"),
+    ):
+        console.print(f"  {what:26} {root}{path}", highlight=False)
+    console.print(f"  QGIS / GDAL: ogrinfo OAPIF:{root}", highlight=False)

@@ -111,3 +111,52 @@ def test_owslib_reads_collections_and_items(live_server, database_counts):
     assert one["id"] == page["features"][0]["id"]
     queryables = client.collection_queryables("buildings")
     assert "community_code" in queryables["properties"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_demo_serves_the_api_to_ogrinfo(registry_env):
+    """`registry demo` loads the sample, prints the URLs and serves them: the Done-when check."""
+    import os
+    import signal
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    registry = str(Path(sys.executable).with_name("registry"))
+    demo = subprocess.Popen(
+        [registry, "demo", "--port", str(port)],
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    root = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert demo.poll() is None, demo.stdout.read()
+            try:
+                if httpx.get(root + "/collections", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "demo did not start serving"
+            time.sleep(0.3)
+        listing = gdal("ogrinfo", "-ro", "-q", f"OAPIF:{root}")
+        assert listing.returncode == 0, listing.stderr
+        assert "buildings" in listing.stdout and "coverage-gaps" in listing.stdout
+    finally:
+        demo.send_signal(signal.SIGINT)
+        output, _ = demo.communicate(timeout=30)
+    assert f"{root}/collections" in output
+    assert f"ogrinfo OAPIF:{root}" in output
+    assert "Traceback" not in output

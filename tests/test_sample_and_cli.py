@@ -64,7 +64,7 @@ def test_synth_is_deterministic_and_loads_cleanly(cli, tmp_path: Path):
 
 def test_demo_loads_the_sample_and_prints_rates(cli):
     """With DATABASE_URL set (as in docker compose) the demo uses that database."""
-    result = cli("demo")
+    result = cli("demo", "--no-serve")
     assert result.exit_code == 0, result.output
     assert "using DATABASE_URL" in result.stdout
     assert "loaded" in result.stdout
@@ -73,7 +73,7 @@ def test_demo_loads_the_sample_and_prints_rates(cli):
     assert "rates by street" in result.stdout and "关山街道" in result.stdout
     assert "— (0/0)" in result.stdout  # the empty community
     # a second run is an idempotent reload
-    again = cli("demo")
+    again = cli("demo", "--no-serve")
     assert again.exit_code == 0
     assert "inserted" in again.stdout
 
