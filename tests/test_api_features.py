@@ -61,6 +61,8 @@ def test_landing_page_links(api_client):
     for rel in ("self", "service-desc", "service-doc", "conformance", "data"):
         assert rel in rels
     assert rels["service-desc"]["type"] == "application/vnd.oai.openapi+json;version=3.0"
+    tiling = rels["http://www.opengis.net/def/rel/ogc/1.0/tiling-schemes"]["href"]
+    assert api_client.get(tiling).json()["tileMatrixSets"][0]["id"] == "WebMercatorQuad"
     assert api_client.get(rels["service-desc"]["href"]).json()["openapi"].startswith("3.0")
 
 
@@ -96,6 +98,9 @@ def test_collections_describe_public_data_only(api_client, sample_sql):
     assert box[0] <= minx + 1e-3 and box[2] >= maxx - 1e-3
     assert box[1] <= miny + 1e-3 and box[3] >= maxy - 1e-3
     assert api_client.get("/collections/buildings").json()["id"] == "buildings"
+    links = {link["rel"]: link["href"] for link in buildings["links"]}
+    tilesets = api_client.get(links["http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector"])
+    assert tilesets.status_code == 200
 
 
 def test_communities_carry_their_rates(api_client):

@@ -1,0 +1,609 @@
+"""Vector tiles of the public collections on the WebMercatorQuad grid, built in PostGIS.
+
+A tile is one layer per requested collection: Mapbox Vector Tile (``ST_AsMVT`` per layer,
+the layers concatenated) or GeoJSON clipped to the tile (``json_build_object`` per feature).
+Every statement is SQLAlchemy Core over the collection's ``source()`` with z/x/y, SRIDs and
+sizes as bound parameters.
+
+The tile's *version* is what its ETag hashes: for each layer, cheap index-driven aggregates
+(count, last ``updated_at``, a sum of key hashes) over the rows the layer's features are made
+of within the tile's envelope, including the tables a derived property reads (a building's
+address label, a footprint's community, a community's rates). An edit changes the version of
+exactly the tiles whose envelope holds a row it touched.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Connection,
+    Float,
+    Integer,
+    Select,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    extract,
+    func,
+    literal,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import BIT, DOUBLE_PRECISION, aggregate_order_by
+from sqlalchemy.sql.elements import ColumnElement
+
+from registry import models
+from registry.collections import COLLECTIONS, Collection, Property, UnknownCollectionError
+
+Format = Literal["mvt", "geojson"]
+MEDIA_TYPES: dict[Format, str] = {
+    "mvt": "application/vnd.mapbox-vector-tile",
+    "geojson": "application/geo+json",
+}
+
+TMS_ID = "WebMercatorQuad"
+TMS_URI = "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad"
+MERCATOR_SRID = 3857
+LONLAT_SRID = 4326  # GeoJSON's CRS84
+STORAGE_SRID = models.SRID
+MAX_ZOOM = 24
+HALF_WORLD = math.pi * 6378137.0  # metres from the origin to the edge of the square world
+EXTENT = 4096  # MVT coordinate units per tile side
+BUFFER = 64  # MVT units kept beyond each tile edge, so strokes and labels join across tiles
+DISPLAY_PIXELS = 512  # MapLibre draws a vector tile 512 px wide: "a pixel" is 1/512 of a tile
+GEOJSON_DIGITS = 7  # decimal degrees: ~1 cm, under a pixel up to z24
+ENCODING = "tiles-1"  # bump when the encoding changes, so that older ETags stop matching
+EMPTY_FEATURE_COLLECTION = b'{"type":"FeatureCollection","features":[]}'
+
+
+class InvalidTileError(ValueError):
+    """A tile address outside the grid; ``parameter`` names the offending path parameter."""
+
+    def __init__(self, parameter: str, detail: str) -> None:
+        super().__init__(detail)
+        self.parameter = parameter
+
+
+@dataclass(frozen=True)
+class TileAddress:
+    """A WebMercatorQuad tile: zoom ``z``, column ``x`` (west to east), row ``y`` (north down)."""
+
+    z: int
+    x: int
+    y: int
+
+    @classmethod
+    def checked(
+        cls, z: int, x: int, y: int, names: tuple[str, str, str] = ("z", "x", "y")
+    ) -> TileAddress:
+        """The tile, or :class:`InvalidTileError` naming the parameter (``names``) out of range."""
+        if not 0 <= z <= MAX_ZOOM:
+            raise InvalidTileError(names[0], f"{names[0]}={z} is outside 0..{MAX_ZOOM}")
+        last = 2**z - 1
+        for name, value in zip(names[1:], (x, y), strict=True):
+            if not 0 <= value <= last:
+                raise InvalidTileError(name, f"{name}={value} is outside 0..{last} at zoom {z}")
+        return cls(z, x, y)
+
+    @property
+    def width_m(self) -> float:
+        """The tile's side in Web Mercator metres."""
+        return 2 * HALF_WORLD / 2**self.z
+
+
+def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
+    """(x, y) of the tile at zoom ``z`` holding the point, clamped to the grid."""
+    n = 2**z
+    lat = max(min(lat, 85.0511287798), -85.0511287798)
+    x = int((lon + 180) / 360 * n)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+    return min(max(x, 0), n - 1), min(max(y, 0), n - 1)
+
+
+def resolve_layers(spec: str) -> list[Collection]:
+    """The collections named in ``spec`` (``buildings,footprints``), in order, once each.
+
+    Raises :class:`UnknownCollectionError` for an unknown id and ``ValueError`` for none.
+    """
+    ids = list(dict.fromkeys(part.strip() for part in spec.split(",") if part.strip()))
+    if not ids:
+        raise ValueError("no collection named; give one id or several separated by commas")
+    missing = [i for i in ids if i not in COLLECTIONS]
+    if missing:
+        raise UnknownCollectionError(missing[0])
+    return [COLLECTIONS[i] for i in ids]
+
+
+def in_zoom(collection: Collection, z: int) -> bool:
+    """Whether the layer is drawn at zoom ``z``; outside its range it is left out of the tile."""
+    return collection.min_zoom <= z <= collection.max_zoom
+
+
+# ---------------------------------------------------------------- feature ids
+
+
+FEATURE_ID_MASK = 2**63 - 1
+
+
+def feature_id(text_id: str) -> int:
+    """The MVT feature id of a text id: the first 64 bits of its MD5, as a 63-bit integer.
+
+    MVT ids are integers and ours are text; the hash is stable across databases and loads.
+    """
+    return int(hashlib.md5(text_id.encode()).hexdigest()[:16], 16) & FEATURE_ID_MASK
+
+
+def feature_id_sql(text_id: ColumnElement) -> ColumnElement:
+    """:func:`feature_id` in SQL."""
+    first64 = cast(literal("x") + func.substr(func.md5(cast(text_id, Text)), 1, 16), BIT(64))
+    return cast(first64, BigInteger).bool_op("&")(bindparam("tile_id_mask", FEATURE_ID_MASK))
+
+
+# ---------------------------------------------------------------- the tile's envelope
+
+
+def tile_envelope() -> ColumnElement:
+    """ST_TileEnvelope(z, x, y): the tile in Web Mercator."""
+    return func.ST_TileEnvelope(
+        bindparam("tile_z", type_=Integer),
+        bindparam("tile_x", type_=Integer),
+        bindparam("tile_y", type_=Integer),
+    )
+
+
+def tile_box() -> ColumnElement:
+    """The tile widened by ``tile_margin`` metres, clipped to the world, in EPSG:4490.
+
+    Clipping matters at the antimeridian: PROJ wraps a longitude past 180°, which would turn
+    the box inside out. Its edges are meridians and parallels in both CRSs, so transforming
+    the corners is exact, and ``geom && box`` reaches the spatial index on the 4490 column.
+    """
+    world = func.ST_TileEnvelope(0, 0, 0)
+    widened = func.ST_Expand(tile_envelope(), bindparam("tile_margin", type_=Float))
+    return func.ST_Transform(
+        func.ST_ClipByBox2D(widened, world), bindparam("storage_srid", STORAGE_SRID)
+    )
+
+
+def overlaps_tile(geom: ColumnElement) -> ColumnElement:
+    return geom.bool_op("&&")(tile_box())
+
+
+def tile_params(tile: TileAddress, fmt: Format) -> dict[str, Any]:
+    """Bound parameters of the tile's statements.
+
+    MVT reads features within the clipping buffer (so it matches what ST_AsMVTGeom keeps);
+    GeoJSON is clipped to the tile itself. Simplification uses half a display pixel and
+    features smaller than a pixel either way are dropped; both in degrees of longitude
+    (exact east–west, conservative north–south where Mercator stretches latitude).
+    """
+    pixel_deg = 360 / 2**tile.z / DISPLAY_PIXELS
+    return {
+        "tile_z": tile.z,
+        "tile_x": tile.x,
+        "tile_y": tile.y,
+        "tile_margin": tile.width_m * BUFFER / EXTENT if fmt == "mvt" else 0.0,
+        "tile_pixel": pixel_deg,
+        "tile_tolerance": pixel_deg / 2,
+    }
+
+
+# ---------------------------------------------------------------- layers
+
+
+def property_value(column: ColumnElement, prop: Property) -> ColumnElement:
+    """A property as tiles carry it: numbers as numbers, instants as ISO 8601 UTC strings."""
+    if prop.type == "integer":
+        return cast(column, BigInteger)
+    if prop.type == "number":
+        return cast(column, DOUBLE_PRECISION)
+    if prop.type == "date-time":
+        return func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+    return cast(column, Text)
+
+
+def layer_statement(collection: Collection, fmt: Format) -> Select:
+    """One row: the layer's encoded features (``data``, null when none) and ``capped``.
+
+    Candidates are the features whose box meets the tile box and, for polygons, are at
+    least a pixel wide or high; at most ``tile_feature_cap`` of them are kept, largest area
+    first (then by id, so a capped tile is deterministic). ``capped`` says more existed.
+    """
+    src = collection.source()
+    polygonal = collection.geometry_type != "Point"
+    geom = src.c.geom
+    size = func.ST_Area(geom)
+    conditions = [overlaps_tile(geom)]
+    if polygonal:
+        span = func.greatest(
+            func.ST_XMax(geom) - func.ST_XMin(geom), func.ST_YMax(geom) - func.ST_YMin(geom)
+        )
+        conditions.append(span >= bindparam("tile_pixel", type_=Float))
+    cap = bindparam("tile_cap", type_=Integer)
+    names = collection.property_names
+    candidates = (
+        select(src.c.id, *(src.c[n] for n in names), geom.label("geom"), size.label("size"))
+        .where(*conditions)
+        .order_by(size.desc(), src.c.id)
+        .limit(cap + 1)
+        .cte("candidates")
+    )
+    capped = select(func.count() > cap).select_from(candidates).scalar_subquery()
+    shape = candidates.c.geom
+    if polygonal:
+        shape = func.ST_SimplifyPreserveTopology(shape, bindparam("tile_tolerance", type_=Float))
+    props = [property_value(candidates.c[p.name], p).label(p.name) for p in collection.properties]
+
+    def kept(*columns: ColumnElement) -> Select:
+        """The first ``cap`` candidates: shapes computed below the LIMIT, once per feature."""
+        return select(*columns).order_by(candidates.c.size.desc(), candidates.c.id).limit(cap)
+
+    name = bindparam("tile_layer", collection.id, type_=Text)
+    if fmt == "mvt":
+        data = _mvt(kept, candidates, props, shape, name)
+    else:
+        data = _geojson(kept, candidates, props, shape, polygonal, names, name)
+    return select(data.label("data"), capped.label("capped"))
+
+
+def _mvt(
+    kept: Callable[..., Select], candidates: Any, props: list, shape: ColumnElement, name: Any
+) -> Any:
+    """ST_AsMVT of the kept features (rows whose geometry clips away are null and skipped)."""
+    mvt_geom = func.ST_AsMVTGeom(
+        func.ST_Transform(shape, bindparam("mercator_srid", MERCATOR_SRID)),
+        tile_envelope(),
+        bindparam("tile_extent", EXTENT),
+        bindparam("tile_buffer", BUFFER),
+        True,
+    )
+    rows = kept(
+        feature_id_sql(candidates.c.id).label("fid"),
+        cast(candidates.c.id, Text).label("id"),
+        *props,
+        mvt_geom.label("geom"),
+    ).subquery("f")
+    extent = bindparam("tile_extent", EXTENT)
+    return select(func.ST_AsMVT(rows.table_valued(), name, extent, "geom", "fid")).scalar_subquery()
+
+
+def _geojson(
+    kept: Callable[..., Select],
+    candidates: Any,
+    props: list,
+    shape: ColumnElement,
+    polygonal: bool,
+    names: tuple[str, ...],
+    name: Any,
+) -> Any:
+    """json_agg of GeoJSON features clipped to the tile, in lon/lat, largest first."""
+    clipped = func.ST_ClipByBox2D(shape, tile_box())
+    if polygonal:
+        clipped = func.ST_Multi(func.ST_CollectionExtract(clipped, 3))
+    rows = kept(
+        candidates.c.id, candidates.c.size.label("size"), *props, clipped.label("geom")
+    ).subquery("f")
+    lonlat = func.ST_Transform(rows.c.geom, bindparam("lonlat_srid", LONLAT_SRID))
+    feature = func.json_build_object(
+        "type",
+        "Feature",
+        "id",
+        rows.c.id,
+        "layer",
+        name,
+        "geometry",
+        cast(func.ST_AsGeoJSON(lonlat, GEOJSON_DIGITS), JSON),
+        "properties",
+        func.json_build_object(*(x for n in names for x in (n, rows.c[n]))),
+    )
+    ordered = aggregate_order_by(feature, rows.c.size.desc(), rows.c.id)
+    return (
+        select(cast(func.json_agg(ordered), Text))
+        .where(func.ST_IsEmpty(rows.c.geom).is_(False))
+        .scalar_subquery()
+    )
+
+
+# ---------------------------------------------------------------- building a tile
+
+
+@dataclass
+class Tile:
+    """A built tile: its body (empty MVT: no bytes), media type and the layers that were capped."""
+
+    body: bytes
+    fmt: Format
+    empty: bool
+    capped: tuple[str, ...] = ()
+    _gzipped: bytes | None = field(default=None, repr=False)
+
+    @property
+    def media_type(self) -> str:
+        return MEDIA_TYPES[self.fmt]
+
+    def gzipped(self) -> bytes:
+        """The body gzip-compressed (computed once; ``mtime=0`` keeps it reproducible)."""
+        if self._gzipped is None:
+            self._gzipped = gzip.compress(self.body, compresslevel=6, mtime=0)
+        return self._gzipped
+
+
+def layer_params(collection: Collection, tile: TileAddress, fmt: Format) -> dict[str, Any]:
+    return {
+        **tile_params(tile, fmt),
+        **collection.params(),
+        "tile_cap": collection.tile_feature_cap,
+    }
+
+
+def render_tile(
+    conn: Connection | None, tile: TileAddress, collections: Sequence[Collection], fmt: Format
+) -> Tile:
+    """Build the tile: one layer per collection drawn at ``tile.z``, in the order given.
+
+    ``conn`` may be None when no layer is drawn at ``tile.z`` (the tile is empty).
+    """
+    parts: list[Any] = []
+    capped: list[str] = []
+    for collection in collections:
+        if not in_zoom(collection, tile.z):
+            continue
+        assert conn is not None, "a layer in range needs a connection"
+        row = conn.execute(
+            layer_statement(collection, fmt), layer_params(collection, tile, fmt)
+        ).one()
+        if row.data:
+            parts.append(row.data)
+        if row.capped:
+            capped.append(collection.id)
+    if fmt == "mvt":
+        body = b"".join(bytes(p) for p in parts)
+        return Tile(body, fmt, empty=not body, capped=tuple(capped))
+    if not parts:
+        return Tile(EMPTY_FEATURE_COLLECTION, fmt, empty=True, capped=tuple(capped))
+    # each part is a JSON array from json_agg: splice their members into one array
+    features = ",".join(p[1:-1] for p in parts)
+    body = ('{"type":"FeatureCollection","features":[' + features + "]}").encode()
+    return Tile(body, fmt, empty=False, capped=tuple(capped))
+
+
+# ---------------------------------------------------------------- versions and ETags
+
+
+def _table(name: str) -> Table:
+    return models.Base.metadata.tables[name]
+
+
+def rows_version(table: Table, where: ColumnElement) -> Any:
+    """'count:last updated_at:sum of key hashes' of the matching rows, as one text value.
+
+    count and max(updated_at) catch inserts, deletes and edits that stamp ``updated_at``;
+    the hash sum catches a delete plus an insert that leaves both unchanged.
+    """
+    key = next(iter(table.primary_key.columns))
+    return (
+        select(
+            func.concat_ws(
+                ":",
+                func.count(),
+                extract("epoch", func.max(table.c.updated_at)),
+                func.sum(func.hashtext(cast(key, Text))),
+            )
+        )
+        .where(where)
+        .scalar_subquery()
+    )
+
+
+def extent_of(geom: ColumnElement, where: ColumnElement) -> Any:
+    """The bounding box (a 4490 polygon) of ``geom`` over the matching rows; null if none."""
+    box = func.geometry(func.ST_Extent(geom))
+    return (
+        select(func.ST_SetSRID(box, bindparam("storage_srid", STORAGE_SRID)))
+        .where(where)
+        .scalar_subquery()
+    )
+
+
+def _buildings_version() -> list[Any]:
+    building, address = _table("building"), _table("address")
+    in_tile = select(building.c.id).where(overlaps_tile(building.c.footprint))
+    return [
+        rows_version(building, overlaps_tile(building.c.footprint)),
+        rows_version(address, address.c.building_id.in_(in_tile)),  # address_label
+    ]
+
+
+def _addresses_version() -> list[Any]:
+    address = _table("address")
+    return [rows_version(address, overlaps_tile(address.c.door_plate))]
+
+
+def _footprints_version() -> list[Any]:
+    footprint, community = _table("footprint"), _table("community")
+    near = extent_of(footprint.c.geom, overlaps_tile(footprint.c.geom))
+    return [
+        rows_version(footprint, overlaps_tile(footprint.c.geom)),
+        # community_code: the community holding the point-on-surface, which may lie
+        # outside the tile but never outside the footprints' own extent
+        rows_version(community, community.c.boundary.bool_op("&&")(near)),
+    ]
+
+
+def _coverage_gaps_version() -> list[Any]:
+    """Gaps are footprints less than half covered by on-map buildings: both tables count,
+    the buildings wherever they meet a footprint of the tile (even outside the tile)."""
+    building = _table("building")
+    footprint = _table("footprint")
+    near = extent_of(footprint.c.geom, overlaps_tile(footprint.c.geom))
+    return [
+        *_footprints_version(),
+        rows_version(building, building.c.footprint.bool_op("&&")(near)),
+    ]
+
+
+def _communities_version() -> list[Any]:
+    """A community's rates count its buildings, footprints, labels and residents.
+
+    The dependencies of the communities in the tile: their buildings (by code) and the
+    buildings meeting their footprints, those buildings' addresses, the footprints within
+    their extent, their residents and the rooms (and the rooms' buildings) they live in.
+    """
+    community, building, address = _table("community"), _table("building"), _table("address")
+    footprint, room, residence = _table("footprint"), _table("room"), _table("residence")
+    codes = select(community.c.code).where(overlaps_tile(community.c.boundary))
+    area = extent_of(community.c.boundary, overlaps_tile(community.c.boundary))
+    footprints_near = extent_of(footprint.c.geom, footprint.c.geom.bool_op("&&")(area))
+    rooms = select(residence.c.room_id).where(residence.c.community_code.in_(codes))
+    room_buildings = select(room.c.building_id).where(room.c.id.in_(rooms))
+    own_buildings = select(building.c.id).where(building.c.community_code.in_(codes))
+    return [
+        rows_version(community, overlaps_tile(community.c.boundary)),
+        rows_version(
+            building,
+            or_(
+                building.c.community_code.in_(codes),
+                building.c.footprint.bool_op("&&")(footprints_near),
+                building.c.id.in_(room_buildings),
+            ),
+        ),
+        rows_version(address, address.c.building_id.in_(own_buildings)),
+        rows_version(footprint, footprint.c.geom.bool_op("&&")(area)),
+        rows_version(room, room.c.id.in_(rooms)),
+        rows_version(residence, residence.c.community_code.in_(codes)),
+    ]
+
+
+VERSION_PARTS: dict[str, Callable[[], list[Any]]] = {
+    "buildings": _buildings_version,
+    "addresses": _addresses_version,
+    "footprints": _footprints_version,
+    "coverage-gaps": _coverage_gaps_version,
+    "communities": _communities_version,
+}
+
+
+def version_statement(collection: Collection) -> Select:
+    """One row of version texts for the layer in the tile (see :data:`VERSION_PARTS`).
+
+    A collection without an entry falls back to its own table's rows in the tile.
+    """
+    parts = VERSION_PARTS.get(collection.id)
+    if parts is not None:
+        return select(*parts())
+    table = _table(collection.table)
+    return select(rows_version(table, overlaps_tile(table.c[collection.geometry_column])))
+
+
+def tile_version(
+    conn: Connection | None,
+    tile: TileAddress,
+    collections: Sequence[Collection],
+    fmt: Format,
+) -> str:
+    """The tile's ETag value: a hash of the layers' data versions and of what shapes the tile.
+
+    Layers outside their zoom range need no query (``conn`` may be None if all are).
+    """
+    layers: list[Any] = []
+    for collection in collections:
+        state: Any = None
+        if in_zoom(collection, tile.z):
+            assert conn is not None, "a layer in range needs a connection"
+            params = layer_params(collection, tile, fmt)
+            state = list(conn.execute(version_statement(collection), params).one())
+        layers.append(
+            [
+                collection.id,
+                collection.min_zoom,
+                collection.max_zoom,
+                collection.tile_feature_cap,
+                collection.params(),
+                state,
+            ]
+        )
+    key = json.dumps([ENCODING, fmt, tile.z, tile.x, tile.y, layers], default=str)
+    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+
+
+# ---------------------------------------------------------------- metadata
+
+
+def data_bounds(
+    conn: Connection, collections: Sequence[Collection]
+) -> tuple[float, float, float, float] | None:
+    """(west, south, east, north) of the collections' geometries, or None when all are empty.
+
+    Exact (ST_Extent over each table), since clients do not ask for tiles beyond bounds.
+    """
+    boxes = []
+    for collection in collections:
+        table = _table(collection.table)
+        extent = select(func.ST_Extent(table.c[collection.geometry_column]).label("e")).subquery()
+        e = extent.c.e
+        row = conn.execute(
+            select(func.ST_XMin(e), func.ST_YMin(e), func.ST_XMax(e), func.ST_YMax(e))
+        ).one()
+        if row[0] is not None:
+            boxes.append(row)
+    if not boxes:
+        return None
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
+
+
+def tile_limits(bounds: tuple[float, float, float, float], z: int) -> tuple[int, int, int, int]:
+    """(min col, min row, max col, max row) of the tiles at ``z`` covering ``bounds``."""
+    west, south, east, north = bounds
+    min_col, min_row = tile_of(west, north, z)
+    max_col, max_row = tile_of(east, south, z)
+    return min_col, min_row, max_col, max_row
+
+
+def tile_matrix_set() -> dict[str, Any]:
+    """The OGC 2D Tile Matrix Set (2.0) JSON definition of WebMercatorQuad, zooms 0..24."""
+    corner = [-HALF_WORLD, HALF_WORLD]
+    matrices = []
+    for z in range(MAX_ZOOM + 1):
+        cell = 2 * HALF_WORLD / 256 / 2**z
+        matrices.append(
+            {
+                "id": str(z),
+                "scaleDenominator": cell / 0.00028,
+                "cellSize": cell,
+                "cornerOfOrigin": "topLeft",
+                "pointOfOrigin": corner,
+                "tileWidth": 256,
+                "tileHeight": 256,
+                "matrixWidth": 2**z,
+                "matrixHeight": 2**z,
+            }
+        )
+    return {
+        "id": TMS_ID,
+        "title": "Google Maps Compatible for the World",
+        "uri": TMS_URI,
+        "crs": f"http://www.opengis.net/def/crs/EPSG/0/{MERCATOR_SRID}",
+        "orderedAxes": ["X", "Y"],
+        "wellKnownScaleSet": "http://www.opengis.net/def/wkss/OGC/1.0/GoogleMapsCompatible",
+        "boundingBox": {
+            "lowerLeft": [-HALF_WORLD, -HALF_WORLD],
+            "upperRight": [HALF_WORLD, HALF_WORLD],
+            "crs": f"http://www.opengis.net/def/crs/EPSG/0/{MERCATOR_SRID}",
+        },
+        "tileMatrices": matrices,
+    }
