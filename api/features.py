@@ -207,14 +207,7 @@ def queryables_schema(collection: Collection, schema_id: str) -> dict[str, Any]:
         }
     }
     for prop in collection.properties:
-        entry: dict[str, Any] = {"title": prop.description}
-        if prop.type == "date-time":
-            entry.update(type="string", format="date-time")
-        else:
-            entry["type"] = prop.type
-        if prop.enum:
-            entry["enum"] = list(prop.enum)
-        properties[prop.name] = entry
+        properties[prop.name] = {"title": prop.description, **prop.json_schema()}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": schema_id,

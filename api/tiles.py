@@ -372,14 +372,7 @@ def properties_schema(collection: Collection) -> dict[str, Any]:
     """JSON Schema of a feature's attributes in the tiles."""
     properties: dict[str, Any] = {"id": {"type": "string", "description": "feature id"}}
     for p in collection.properties:
-        schema: dict[str, Any] = {"description": p.description}
-        if p.type == "date-time":
-            schema.update(type="string", format="date-time")
-        else:
-            schema["type"] = p.type
-        if p.enum:
-            schema["enum"] = list(p.enum)
-        properties[p.name] = schema
+        properties[p.name] = {"description": p.description, **p.json_schema()}
     return {"type": "object", "required": ["id"], "properties": properties}
 
 

@@ -46,6 +46,17 @@ class Property:
     enum: tuple[str, ...] | None = None
     filterable: bool = True  # declared as a query parameter (equality filter)
 
+    def json_schema(self) -> dict[str, Any]:
+        """The property's JSON Schema (type, format, enum), for queryables and tilesets."""
+        schema: dict[str, Any] = (
+            {"type": "string", "format": "date-time"}
+            if self.type == "date-time"
+            else {"type": self.type}
+        )
+        if self.enum:
+            schema["enum"] = list(self.enum)
+        return schema
+
 
 @dataclass(frozen=True)
 class Collection:
@@ -190,12 +201,12 @@ BUILDINGS = Collection(
         Property("floors", "integer", "number of floors above ground"),
         Property("use", "string", "use (住宅, 商业, ...)"),
         Property("status", "string", "lifecycle status", enum=models.BUILDING_STATUSES),
-        Property(
-            "verification", "string", "field verification", enum=models.VERIFICATION_STATES
-        ),
+        Property("verification", "string", "field verification", enum=models.VERIFICATION_STATES),
         Property("verified_at", "date-time", "last field verification", filterable=False),
         Property(
-            "address_label", "string", "active standard addresses naming the building",
+            "address_label",
+            "string",
+            "active standard addresses naming the building",
             filterable=False,
         ),
     ),
@@ -282,7 +293,9 @@ FOOTPRINTS = Collection(
     properties=(
         Property("source", "string", "where the outline comes from"),
         Property(
-            "community_code", "string", "community containing its point-on-surface",
+            "community_code",
+            "string",
+            "community containing its point-on-surface",
             filterable=False,
         ),
     ),
@@ -314,7 +327,9 @@ COVERAGE_GAPS = Collection(
         Property("community_code", "string", "12-digit community code"),
         Property("community_name", "string", "community name", filterable=False),
         Property(
-            "covered_share", "number", "share of its area covered by on-map buildings",
+            "covered_share",
+            "number",
+            "share of its area covered by on-map buildings",
             filterable=False,
         ),
     ),

@@ -170,9 +170,8 @@ def test_limit_above_maximum_is_served_as_maximum(api_client, sample_sql):
     assert page["numberReturned"] == min(total, 10_000)
 
 
-def test_keyset_pages_stay_correct_under_concurrent_inserts(db_url, tmp_path):
-    """A row inserted before the cursor while a client pages is neither seen twice nor
-    shifts the next page, as OFFSET paging would."""
+def engine_with_one_community(db_url: str):
+    """An engine on a fresh database holding one community, 420111002005."""
     engine = create_engine(db_url)
     with engine.begin() as conn:
         conn.execute(
@@ -181,6 +180,14 @@ def test_keyset_pages_stay_correct_under_concurrent_inserts(db_url, tmp_path):
                 "VALUES ('420111002005', '南望社区', '420111002', '420111')"
             )
         )
+    return engine
+
+
+def test_keyset_pages_stay_correct_under_concurrent_inserts(db_url, tmp_path):
+    """A row inserted before the cursor while a client pages is neither seen twice nor
+    shifts the next page, as OFFSET paging would."""
+    engine = engine_with_one_community(db_url)
+    with engine.begin() as conn:
         for n in range(2, 12, 2):
             conn.execute(
                 text("INSERT INTO building (id, community_code) VALUES (:id, '420111002005')"),
@@ -297,14 +304,8 @@ def test_cql2_filter(api_client, sample_sql):
 
 
 def test_datetime_filters_buildings_by_verification_time(db_url, tmp_path):
-    engine = create_engine(db_url)
+    engine = engine_with_one_community(db_url)
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO community (code, name, street_code, district_code) "
-                "VALUES ('420111002005', '南望社区', '420111002', '420111')"
-            )
-        )
         conn.execute(
             text(
                 "INSERT INTO building (id, community_code, verified_at) VALUES "

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from registry.db import make_engine
 from registry.gaps import GAPS, LISTED, coverage_gaps, packaged_sql
 from registry.output import RATE_TITLES
-from registry.rates import FIELDS, LEVELS, RATES, compute_rates
+from registry.rates import COUNTS, FIELDS, LEVELS, RATES, compute_rates
 
 EXPECTED = json.loads(
     (Path(__file__).parents[1] / "data/fixtures/guanggu/expected_counts.json").read_text("utf-8")
@@ -32,15 +32,6 @@ EXPECTED = json.loads(
 AS_OF = EXPECTED["as_of"]
 COMMUNITY = "420111002005"  # 南望社区
 EMPTY = "420111002026"  # 长江社区: no boundary, nothing in it
-COUNT_FIELDS = (
-    "buildings",
-    "buildings_on_map",
-    "footprints",
-    "footprints_covered",
-    "buildings_labeled",
-    "residents",
-    "residents_on_map",
-)
 REMOTE = re.compile(r"""\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
 
 
@@ -86,7 +77,7 @@ def test_json_counts_match_expected_counts(api_client):
     for expected in EXPECTED["communities"]:
         row = rows[expected["code"]]
         assert row["name"] == expected["name"]
-        for field in (*COUNT_FIELDS, "on_map_rate", "coverage_rate", "labeling_rate"):
+        for field in (*COUNTS, "on_map_rate", "coverage_rate", "labeling_rate"):
             assert row[field] == pytest.approx(expected[field]), (expected["code"], field)
         assert row["population_on_map_rate"] == pytest.approx(expected["population_on_map_rate"])
     assert all(rows[EMPTY][field] is None for field in FIELDS if field.endswith("_rate"))
