@@ -8,10 +8,16 @@ OpenAPI document declares as query parameters of /collections/<id>/items.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pyogrio
 import pytest
 from sqlalchemy import create_engine, text
@@ -114,8 +120,6 @@ def test_owslib_reads_collections_and_items(live_server, database_counts):
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -123,13 +127,6 @@ def free_port() -> int:
 
 def test_demo_serves_the_api_to_ogrinfo(registry_env):
     """`registry demo` loads the sample, prints the URLs and serves them: the Done-when check."""
-    import os
-    import signal
-    import sys
-    import time
-
-    import httpx
-
     port = free_port()
     registry = str(Path(sys.executable).with_name("registry"))
     demo = subprocess.Popen(
