@@ -25,7 +25,14 @@ from api.problems import bad_request, not_found
 from geo.crs import CRS84, STORAGE_CRS, SUPPORTED, Crs
 from registry import cql2
 from registry.collections import COLLECTIONS, Collection
-from registry.features import ItemsQuery, count_select, extent_select, item_select, items_select
+from registry.features import (
+    ItemsQuery,
+    count_select,
+    estimated_extent_select,
+    exact_extent_select,
+    item_select,
+    items_select,
+)
 
 router = APIRouter(include_in_schema=False)  # declared by hand in api.openapi
 
@@ -142,7 +149,9 @@ async def collection_document(request: Request, collection: Collection) -> dict[
     root = base_url(request)
     here = f"{root}/collections/{collection.id}"
     async with request.app.state.database.connect() as conn:
-        box = (await conn.execute(extent_select(collection), collection.params())).one()
+        box = (await conn.execute(estimated_extent_select(collection))).one()
+        if box[0] is None:
+            box = (await conn.execute(exact_extent_select(collection), collection.params())).one()
     spatial = {"bbox": [list(box)] if box[0] is not None else [[-180, -90, 180, 90]], "crs": CRS84}
     return {
         "id": collection.id,

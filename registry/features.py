@@ -156,12 +156,14 @@ def item_select(collection: Collection, feature_id: str, crs: Crs) -> Select:
     )
 
 
-def extent_select(collection: Collection) -> Select:
-    """The collection's bounding box in lon/lat: the planner's estimate, else computed."""
-    source = collection.source()
-    estimated = func.ST_EstimatedExtent(
-        literal(collection.table), literal(collection.geometry_column)
-    )
-    exact = select(func.ST_Extent(source.c.geom)).scalar_subquery()
-    box = func.coalesce(estimated, exact)
+def estimated_extent_select(collection: Collection) -> Select:
+    """The planner's estimate of the table's bounding box (lon/lat): instant, null when the
+    table has not been analysed. An overestimate, which an extent may be."""
+    box = func.ST_EstimatedExtent(literal(collection.table), literal(collection.geometry_column))
+    return select(func.ST_XMin(box), func.ST_YMin(box), func.ST_XMax(box), func.ST_YMax(box))
+
+
+def exact_extent_select(collection: Collection) -> Select:
+    """The bounding box of the collection's features, computed (a full scan)."""
+    box = select(func.ST_Extent(collection.source().c.geom)).scalar_subquery()
     return select(func.ST_XMin(box), func.ST_YMin(box), func.ST_XMax(box), func.ST_YMax(box))
