@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    literal_column,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -35,6 +36,8 @@ BUILDING_STATUSES = ("in_use", "under_construction", "demolished")
 VERIFICATION_STATES = ("unverified", "verified", "disputed")
 ADDRESS_STATUSES = ("active", "retired")
 RESIDENT_CATEGORIES = ("household", "floating", "overseas", "other")
+REVIEW_STATUSES = ("open", "accepted", "rejected")
+MATCH_STATUSES = ("review", "unmatched")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -124,6 +127,13 @@ class Building(Timestamped, Base):
     )
 
 
+ADDRESS_LABEL_SQL = (
+    "(coalesce(road, '') || coalesce(house_number, '') || coalesce(compound, '') "
+    "|| coalesce(building_no, ''))"
+)
+"""The searchable one-line form of a standard address, as indexed for pg_trgm."""
+
+
 class Address(Timestamped, Base):
     """标准地址: a permanent code, its components and the door plate (门牌) point."""
 
@@ -144,6 +154,13 @@ class Address(Timestamped, Base):
         Index(None, "community_code"),
         Index(None, "building_id"),
         Index(None, "door_plate", postgresql_using="gist"),
+        # trigram search over the one-line label (migration 0003)
+        Index(
+            "ix_address_label_trgm",
+            literal_column(ADDRESS_LABEL_SQL).label("label"),
+            postgresql_using="gin",
+            postgresql_ops={"label": "gin_trgm_ops"},
+        ),
     )
 
 
@@ -223,6 +240,43 @@ class Footprint(Base):
     __table_args__ = (
         Index(None, "geom", postgresql_using="gist"),
         Index(None, "anchor", postgresql_using="gist"),
+    )
+
+
+class AddressReview(Base):
+    """A free-text address the matcher could not place with certainty, awaiting a person.
+
+    ``candidates`` are the matcher's ranked suggestions; accepting one (or naming a room)
+    places the linked residence, if any, and records who decided and when.
+    """
+
+    __tablename__ = "address_review"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(Text)
+    input: Mapped[str] = mapped_column(Text)
+    parsed: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    candidates: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    match_status: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default="open")
+    residence_id: Mapped[int | None] = mapped_column(
+        ForeignKey("residence.id", ondelete="SET NULL")
+    )
+    address_code: Mapped[str | None] = mapped_column(ForeignKey("address.code"))
+    room_id: Mapped[str | None] = mapped_column(ForeignKey("room.id"))
+    resolved_by: Mapped[str | None] = mapped_column(Text)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        CheckConstraint(enum_check("status", REVIEW_STATUSES), name="status"),
+        CheckConstraint(enum_check("match_status", MATCH_STATUSES), name="match_status"),
+        CheckConstraint("(status = 'open') = (resolved_at IS NULL)", name="resolved"),
+        Index(None, "status"),
+        Index(None, "residence_id"),
     )
 
 
