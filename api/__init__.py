@@ -13,7 +13,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api import exports, features, openapi, reports, tiles
+from api import addresses, exports, features, openapi, reports, tiles
 from api.database import Database
 from api.disconnect import CancelOnDisconnect
 from api.problems import install_problem_handlers
@@ -49,7 +49,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     install_problem_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    modules = (features, openapi, tiles, reports, exports)
+    modules = (features, openapi, tiles, reports, exports, addresses)
     for module in modules:
         app.include_router(module.router)
     # other routers add links to the landing page and collections, and conformance classes

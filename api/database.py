@@ -55,5 +55,10 @@ class Database:
             await session.connection(execution_options={"postgresql_readonly": True})
             return await session.run_sync(fn, *args, **kwargs)
 
+    async def write_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(session, *args)`` in one read-write transaction, committed if it returns."""
+        async with AsyncSession(self.engine) as session, session.begin():
+            return await session.run_sync(fn, *args, **kwargs)
+
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -31,6 +31,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The database: embedded PostGIS cluster and migrations.")
 app.add_typer(db_app, name="db")
+review_app = typer.Typer(help="The review queue of free-text addresses not placed automatically.")
+app.add_typer(review_app, name="review")
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -266,6 +268,112 @@ def export(
     console.print(f"wrote {count} features to {file}", highlight=False)
     if spec.drops_missing_geometry:
         err.print("FlatGeobuf leaves out features without geometry", highlight=False)
+
+
+# ---------------------------------------------------------------- address matching
+
+
+@app.command()
+@reports_errors
+def match(
+    file: Annotated[Path, typer.Argument(help="CSV file (UTF-8 or GB18030) with addresses.")],
+    column: Annotated[str, typer.Option(help="The column holding the free-text address.")] = (
+        "address"
+    ),
+    out: Annotated[
+        Path | None, typer.Option(help="Output CSV (default: FILE with .matched.csv).")
+    ] = None,
+    queue: Annotated[
+        bool, typer.Option(help="Put every row not placed into the review queue.")
+    ] = False,
+) -> None:
+    """Match free-text addresses to standard addresses and rooms (docs/address-matching.md).
+
+    Adds address_code, room_id, score, method and status (matched | review | unmatched).
+    Only an exact building-and-room match is placed automatically.
+    """
+    from rich.progress import Progress
+
+    from registry.address.batch import match_csv
+
+    if not file.is_file():
+        raise RegistryError(f"no file {file}")
+    out = out or file.with_name(file.stem + ".matched.csv")
+    engine = migrated_engine(Settings())
+    with transaction(engine) as session, Progress(console=err, transient=True) as bar:
+        task = bar.add_task("matching", total=None)
+        counts = match_csv(
+            session,
+            file,
+            column,
+            out,
+            queue_source=f"match:{file.name}" if queue else None,
+            progress=lambda n: bar.advance(task, n),
+        )
+    total = sum(counts.values())
+    summary = ", ".join(f"{counts[s]} {s}" for s in ("matched", "review", "unmatched"))
+    console.print(f"wrote {out}: {total} rows, {summary}", highlight=False)
+
+
+@review_app.command("list")
+@reports_errors
+def review_list(
+    status: Annotated[str, typer.Option(help="open, accepted or rejected.")] = "open",
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    after: Annotated[int, typer.Option(help="Items after this id.")] = 0,
+    format: Annotated[str, typer.Option(help="table or json.")] = "table",
+) -> None:
+    """Review items with their best candidates."""
+    from registry.address.review import list_reviews
+
+    with transaction(migrated_engine(Settings())) as session:
+        items = list_reviews(session, status, after, limit)
+    output.print_reviews(items, format, console)
+
+
+@review_app.command("accept")
+@reports_errors
+def review_accept(
+    review_id: Annotated[int, typer.Argument(help="Review item id.")],
+    by: Annotated[str, typer.Option(help="Who decides (recorded).")],
+    candidate: Annotated[int | None, typer.Option(help="Candidate number, from 1.")] = None,
+    room: Annotated[str | None, typer.Option(help="A room id, instead of a candidate.")] = None,
+    address: Annotated[str | None, typer.Option(help="A standard address code.")] = None,
+    note: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Accept a candidate (or a room); a linked resident moves into that room."""
+    from registry.address.review import accept
+
+    with transaction(migrated_engine(Settings())) as session:
+        item = accept(
+            session,
+            review_id,
+            by,
+            candidate=candidate,
+            room_id=room,
+            address_code=address,
+            note=note,
+        )
+    console.print(
+        f"review {item['id']} accepted by {item['resolved_by']}: "
+        f"room {item['room_id'] or '-'}, address {item['address_code'] or '-'}",
+        highlight=False,
+    )
+
+
+@review_app.command("reject")
+@reports_errors
+def review_reject(
+    review_id: Annotated[int, typer.Argument(help="Review item id.")],
+    by: Annotated[str, typer.Option(help="Who decides (recorded).")],
+    note: Annotated[str | None, typer.Option(help="Why.")] = None,
+) -> None:
+    """Reject an item: nothing is placed."""
+    from registry.address.review import reject
+
+    with transaction(migrated_engine(Settings())) as session:
+        item = reject(session, review_id, by, note)
+    console.print(f"review {item['id']} rejected by {item['resolved_by']}", highlight=False)
 
 
 # ---------------------------------------------------------------- synth and demo

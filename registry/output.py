@@ -128,3 +128,27 @@ def format_rate(row: dict[str, Any], rate: str) -> str:
     value = row[rate]
     shown = "—" if value is None else f"{value:.1%}"
     return f"{shown} ({row[numerator]}/{row[denominator]})"
+
+
+def print_reviews(items: list[dict[str, Any]], fmt: str, out: Console) -> None:
+    """Review items as a table (best candidate shown) or as JSON."""
+    if fmt == "json":
+        sys.stdout.write(json.dumps(items, ensure_ascii=False, indent=2) + "\n")
+        return
+    table = Table("id", "status", "input", "match", "best candidate", "candidates", "resolved")
+    for item in items:
+        best = item["candidates"][0] if item["candidates"] else None
+        shown = f"{best['label']} ({best['room_id'] or best['address_code']})" if best else "—"
+        resolved = (
+            f"{item['resolved_by']} {item['resolved_at'][:16]}" if item["resolved_by"] else ""
+        )
+        table.add_row(
+            str(item["id"]),
+            item["status"],
+            item["input"],
+            item["match_status"],
+            shown,
+            str(len(item["candidates"])),
+            resolved,
+        )
+    out.print(table)

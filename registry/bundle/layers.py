@@ -79,7 +79,16 @@ LAYERS: dict[str, LayerSpec] = {
         ),
         LayerSpec(
             "residents",
-            ("id_number", "name", "community_code", "room_id", "category", "moved_in", "moved_out"),
+            (
+                "id_number",
+                "name",
+                "community_code",
+                "room_id",
+                "address",
+                "category",
+                "moved_in",
+                "moved_out",
+            ),
             ("id_number", "name", "community_code", "category"),
             "id_number",
         ),
@@ -275,13 +284,18 @@ def check_resident(row: RowCheck) -> dict[str, Any]:
             if parsed.warning:
                 row.warn("id_number", parsed.warning)
     moved_in, moved_out = row.date("moved_in"), row.date("moved_out")
+    room_id, address = row.identifier("room_id", required=False), row.text("address")
+    if room_id is not None and address is not None:
+        row.warn("address", "ignored: the row names its room by room_id")
+        address = None
     if moved_in and moved_out and moved_out < moved_in:
         row.error("moved_out", f"{moved_out} is before moved_in {moved_in}")
     return {
         "id_number": id_number,
         "name": row.text("name", required=True),
         "community_code": row.code("community_code", 12),
-        "room_id": row.identifier("room_id", required=False),
+        "room_id": room_id,
+        "address": address,
         "category": row.choice("category", RESIDENT_CATEGORIES),
         "moved_in": moved_in,
         "moved_out": moved_out,

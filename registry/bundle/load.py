@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from geo.chinacoords import SUPPORTED_CRS, OutsideChinaError, to_wgs84
 from registry.bundle.layers import LAYERS
+from registry.bundle.placement import import_source, queue_pending, resolve_addresses
 from registry.bundle.problems import BundleError, Problem
 from registry.bundle.read import LayerFile, find_layer_file, read_layer
 from registry.bundle.validate import LOAD_ORDER, Validation, validate
@@ -146,10 +147,14 @@ def load_bundle(
     if "residents" in validation.plans and vault is None:
         raise BundleError(Problem("residents.csv", None, None, "no identity keys to store it"))
     for layer, plan in validation.plans.items():
-        rows = [values for _, values in plan.accepted]
         if layer == "residents":
+            assert vault is not None
+            pending = resolve_addresses(session, plan, vault, validation.problems)
+            rows = [values for _, values in plan.accepted]
             counts = write_residents(session, resident_rows(rows, vault))
+            queue_pending(session, pending, vault, import_source(info.name))
         else:
+            rows = [values for _, values in plan.accepted]
             counts = write_layer(session, layer, rows, geometries.get(layer, []))
         report.counts[layer] = {
             "read": len(plan.file.records),
