@@ -24,7 +24,10 @@ from registry.address.model import ParsedAddress
 from registry.address.normalize import (
     chinese_number,
     normalize,
+    normalize_with_city,
     numerals_to_arabic,
+    short_name,
+    split_admin_prefix,
     strip_admin_prefix,
     strip_noise,
     to_halfwidth,
@@ -93,6 +96,29 @@ def test_to_simplified_is_opencc(text: str) -> None:
         ("3 2 1502", "3-2-1502"),
         ("3, 2, 1502", "3-2-1502"),
         ("，。！？、；", ""),
+        # form labels at the start
+        ("现住址:雄楚大道607号", "雄楚大道607号"),
+        ("住址：民族大道101号", "民族大道101号"),
+        ("地址 雄楚大道南望苑1栋", "雄楚大道南望苑1栋"),
+        ("户籍地址: 珞喻路1号", "珞喻路1号"),
+        ("现居住地址 珞喻路1号", "珞喻路1号"),
+        ("住址:地址:珞喻路1号", "珞喻路1号"),
+        ("家住在鲁磨路41号", "鲁磨路41号"),
+        ("暂住雄楚大道621号", "雄楚大道621号"),
+        ("珞喻路1号地址", "珞喻路1号地址"),  # only at the start
+        # a closing clause about the neighbourhood
+        ("鲁巷花园1栋1单元302室 对面是超市", "鲁巷花园1栋1单元302室"),
+        ("珞喻路1号旁边是学校", "珞喻路1号"),
+        ("珞喻路1号附近有个公园", "珞喻路1号"),
+        # a leading landmark before the address
+        ("光谷广场附近鲁磨路41号华光小区", "鲁磨路41号华光小区"),
+        ("光谷书城旁边珞喻路705号", "珞喻路705号"),
+        ("光谷书城旁珞喻路705号", "珞喻路705号"),
+        ("光谷广场对面雄楚大道南望苑1栋", "雄楚大道南望苑1栋"),
+        ("洪山区光谷广场附近鲁磨路41号", "洪山区鲁磨路41号"),  # the area stays
+        ("武汉市光谷广场附近鲁磨路41号", "武汉市鲁磨路41号"),
+        ("梅苑小区附近3栋", "梅苑小区3栋"),  # a number follows: not a landmark
+        ("光谷广场附近鲁磨路", "光谷广场鲁磨路"),  # no number: nothing to place
     ],
 )
 def test_strip_noise(text: str, expected: str) -> None:
@@ -194,6 +220,14 @@ def test_unify_markers(text: str, expected: str) -> None:
         ("武汉大学东区", "武汉大学东区"),
         ("农贸市场", "农贸市场"),
         ("湖南路", "湖南路"),
+        ("湖北武汉珞喻路801号", "珞喻路801号"),
+        ("湖北武汉市珞喻路801号", "珞喻路801号"),
+        ("武汉珞喻路801号", "珞喻路801号"),
+        ("湖北省武汉珞喻路801号", "珞喻路801号"),
+        ("武汉大道1号", "武汉大道1号"),  # a road named after the city
+        ("武汉路1号", "武汉路1号"),
+        ("武汉天地1栋", "武汉天地1栋"),
+        ("中百超市1号", "中百超市1号"),
     ],
 )
 def test_strip_admin_prefix(text: str, expected: str) -> None:
@@ -209,12 +243,50 @@ def test_strip_admin_prefix(text: str, expected: str) -> None:
         ("湖北省武汉市武昌區中南路９９號（北門）3-2-1502", "武昌区中南路99号3栋2单元1502室"),
         ("南望苑二期一栋一单元一〇一", "南望苑2期1栋1单元101室"),
         ("  梅苑小区 3栋 2单元 1502  ", "梅苑小区3栋2单元1502室"),
+        (
+            "现住址:雄楚大道607号鲁巷花园2期（北门）1栋1单元302室 对面是超市",
+            "雄楚大道607号鲁巷花园2期1栋1单元302室",
+        ),
+        ("光谷广场附近鲁磨路41号华光小区2期1栋1单元501室", "鲁磨路41号华光小区2期1栋1单元501室"),
         ("", ""),
     ],
 )
 def test_normalize(text: str, expected: str) -> None:
     assert normalize(text) == expected
     assert normalize(expected) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "city"),
+    [
+        ("湖北省武汉市洪山区关山街道", "洪山区关山街道", None),
+        ("湖北武汉珞喻路801号", "珞喻路801号", None),
+        ("湖北省黄石市雄楚大道609号", "雄楚大道609号", "黄石市"),
+        ("黄石市雄楚大道609号", "黄石市雄楚大道609号", None),  # no province, no district
+        ("北京市海淀区民族大道101号", "海淀区民族大道101号", "北京市"),
+        ("北京海淀区民族大道101号", "海淀区民族大道101号", "北京市"),
+        ("河南省郑州市金水区", "金水区", "郑州市"),
+        ("河南省新郑县", "新郑县", "河南省"),
+        ("宜昌市西陵区", "西陵区", "宜昌市"),
+        ("广西壮族自治区南宁市青秀区", "青秀区", "南宁市"),
+        ("中国湖北省武汉市武昌区", "武昌区", None),
+        ("河南路5号", "河南路5号", None),
+    ],
+)
+def test_split_admin_prefix(text: str, expected: str, city: str | None) -> None:
+    assert split_admin_prefix(text) == (expected, city)
+
+
+def test_admin_prefix_of_another_home() -> None:
+    changsha = ("湖南省", "长沙市")
+    assert short_name("湖南省") == "湖南" and short_name("长沙市") == "长沙"
+    assert short_name("广西壮族自治区") == "广西"
+    assert split_admin_prefix("湖南长沙岳麓区", changsha) == ("岳麓区", None)
+    assert split_admin_prefix("长沙麓山路1号", changsha) == ("麓山路1号", None)
+    assert split_admin_prefix("湖北省武汉市洪山区", changsha) == ("洪山区", "武汉市")
+    # another city's short name is not known: kept as written, so nothing matches it
+    assert split_admin_prefix("湖北武汉珞喻路1号", changsha) == ("湖北武汉珞喻路1号", None)
+    assert normalize_with_city("湖北省黄石市雄楚大道609号") == ("雄楚大道609号", "黄石市")
 
 
 # --- keys ---------------------------------------------------------------------------------
@@ -336,6 +408,10 @@ def wuhan() -> Gazetteer:
         ("梅苑社区3栋", "community", "梅苑社区", "420106011004", 4),
         ("梅苑中南路", "community", "梅苑社区", "420106011004", 2),
         ("关山村委会", "community", "关山村", "420111002001", 5),
+        ("关山村委3栋", "community", "关山村", "420111002001", 4),
+        ("梅苑居委梅苑小区", "community", "梅苑社区", "420106011004", 4),
+        ("梅苑居委会梅苑小区", "community", "梅苑社区", "420106011004", 5),
+        ("梅苑社区居委3栋", "community", "梅苑社区", "420106011004", 6),
         ("中南路街道梅苑", "street", "中南路街道", "420106011", 5),
         ("中南路街梅苑社区", "street", "中南路街道", "420106011", 4),
         ("中南路街道办事处", "street", "中南路街道", "420106011", 8),
@@ -388,6 +464,13 @@ def test_empty_gazetteer_reads_generic_names() -> None:
         ("梅苑居委会", "community", "梅苑社区"),
         ("关山村委会", "community", "关山村"),
         ("关山村民委员会", "community", "关山村"),
+        ("邮科院居委华光小区", "community", "邮科院社区"),
+        ("关山村委3栋", "community", "关山村"),
+        ("东湖新技术开发区关东街道", "district", "东湖新技术开发区"),
+        ("武汉经济技术开发区沌口街道", "district", "武汉经济技术开发区"),
+        ("光谷高新区关东街道", "district", "光谷高新区"),
+        ("东湖风景区", "district", "东湖风景区"),
+        ("长江新区", "district", "长江新区"),
     ]:
         match = empty.match_prefix(text, level)
         assert match is not None and (match.name, match.code) == (name, None), text
@@ -396,6 +479,7 @@ def test_empty_gazetteer_reads_generic_names() -> None:
         ("武汉大学东区", "district"),
         ("水乡小区", "street"),
         ("红旗新村3栋", "community"),
+        ("街道口珞喻路", "street"),  # a place, not a street
     ]:
         assert empty.match_prefix(text, level) is None, text
 
@@ -499,6 +583,45 @@ EXAMPLES: list[tuple[str, dict[str, object]]] = [
     ("梅苑小区北门3栋", {"compound": "梅苑小区", "building": "3", "rest": "北门"}),
     ("万达广场B座1205", {"compound": "万达广场", "building": "B", "floor": 12, "room": "1205"}),
     ("梅苑小区3栋10501室", {"compound": "梅苑小区", "building": "3", "room": "10501"}),
+    # labels, landmarks and neighbourhood clauses are dropped
+    (
+        "现住址:雄楚大道607号鲁巷花园2期（北门）1栋1单元302室 对面是超市",
+        {
+            "road": "雄楚大道", "house_number": "607", "compound": "鲁巷花园2期",
+            "building": "1", "unit": "1", "floor": 3, "room": "302",
+        },
+    ),
+    (
+        "光谷广场附近鲁磨路41号华光小区2期1栋1单元501室",
+        {
+            "road": "鲁磨路", "house_number": "41", "compound": "华光小区2期",
+            "building": "1", "unit": "1", "floor": 5, "room": "501",
+        },
+    ),
+    (
+        "湖北武汉珞喻路801号珞雄小区5栋1单元102室",
+        {
+            "road": "珞喻路", "house_number": "801", "compound": "珞雄小区",
+            "building": "5", "unit": "1", "floor": 1, "room": "102",
+        },
+    ),
+    # a district-level zone, and its street
+    (
+        "武汉市东湖新技术开发区关东街道民族大道101号",
+        {
+            "district": "东湖新技术开发区", "street": "关东街道", "road": "民族大道",
+            "house_number": "101",
+        },
+    ),
+    # a junction is a place, not part of the road
+    ("街道口珞喻路129号", {"road": "珞喻路", "house_number": "129", "rest": "街道口"}),
+    (
+        "珞南街道街道口珞喻路129号",
+        {"street": "珞南街道", "road": "珞喻路", "house_number": "129", "rest": "街道口"},
+    ),
+    ("中南路口珞喻路1号", {"road": "珞喻路", "house_number": "1", "rest": "中南路口"}),
+    ("黄道口大道1号", {"road": "黄道口大道", "house_number": "1"}),
+    ("道口路3号", {"road": "道口路", "house_number": "3"}),
 ]
 # fmt: on
 
@@ -518,6 +641,35 @@ def test_parse_notes() -> None:
     assert stated.floor == 12
     assert any("suggests 15" in note for note in stated.notes)
     assert any(note.startswith("unparsed") for note in parse("光谷广场附近").notes)
+
+
+@pytest.mark.parametrize(
+    ("text", "city", "road"),
+    [
+        ("湖北省黄石市雄楚大道609号南望苑2期1栋1单元101室", "黄石市", "雄楚大道"),
+        ("北京市海淀区民族大道101号关南小区2期12栋1单元1001室", "北京市", "民族大道"),
+        ("河南省新郑县民族大道101号", "河南省", "民族大道"),
+        ("湖北省武汉市洪山区民族大道101号", None, "民族大道"),
+        ("湖北武汉民族大道101号", None, "民族大道"),
+        ("武汉民族大道101号", None, "民族大道"),
+    ],
+)
+def test_parse_records_another_city(text: str, city: str | None, road: str) -> None:
+    parsed = parse(text)
+    assert (parsed.city, parsed.road) == (city, road)
+    if city:
+        assert any(city in note for note in parsed.notes)
+    assert parse(text, Gazetteer(ROWS)).city == city
+
+
+def test_parse_city_of_another_home() -> None:
+    changsha = Gazetteer(ROWS, home=("湖南省", "长沙市"))
+    assert changsha.home == ("湖南省", "长沙市")
+    assert Gazetteer(ROWS).home == ("湖北省", "武汉市")
+    wuhan_text = parse("湖北省武汉市洪山区珞喻路743号", changsha)
+    assert (wuhan_text.city, wuhan_text.district) == ("武汉市", "洪山区")
+    local = parse("湖南长沙麓山路1号", changsha)
+    assert (local.city, local.road) == (None, "麓山路")
 
 
 @pytest.mark.parametrize(
@@ -577,6 +729,22 @@ PARSE_WITH_GAZETTEER: list[tuple[str, dict[str, object]]] = [
         "洪山区梅苑社区",
         {"district": "洪山区", "district_code": "420111", "community": "梅苑社区"},
     ),
+    (
+        "武昌区梅苑居委梅苑小区3栋",
+        {
+            "district": "武昌区", "district_code": "420106", "street": "中南路街道",
+            "street_code": "420106011", "community": "梅苑社区",
+            "community_code": "420106011004", "compound": "梅苑小区", "building": "3",
+        },
+    ),
+    (
+        "关山村委3栋",
+        {
+            "district": "洪山区", "district_code": "420111", "street": "关山街道",
+            "street_code": "420111002", "community": "关山村",
+            "community_code": "420111002001", "building": "3",
+        },
+    ),
 ]  # fmt: skip
 
 
@@ -612,6 +780,26 @@ def test_parse_with_wuhan_gazetteer(wuhan: Gazetteer) -> None:
         ),
         ("青山区红钢城街道8街坊", {"district": "青山区", "compound": "8街坊"}),
         ("汉南区解放村村委会", {"district": "汉南区", "community": "解放村村委会"}),
+        (
+            "街道口珞喻路129号",
+            {"street": "珞南街道", "community": "街道口社区居民委员会", "road": "珞喻路"},
+        ),
+        (
+            "武汉市洪山区邮科院居委华光小区5栋1单元1701室",
+            {
+                "district_code": "420111",
+                "community": "邮科院社区居民委员会",
+                "community_code": "420111002007",
+                "compound": "华光小区",
+                "room": "1701",
+            },
+        ),
+        # a known street beats the generic zone it is named after
+        ("东湖风景区街道梅园社区", {"district": None, "street": "东湖风景区街道"}),
+        (
+            "武汉市东湖新技术开发区关东街道民族大道101号",
+            {"district": "东湖新技术开发区", "district_code": None, "road": "民族大道"},
+        ),
     ],
 )
 def test_parse_short_names_with_wuhan_gazetteer(

@@ -7,10 +7,12 @@ matches, generic patterns (``…区``, ``…街道/镇/乡``, ``…社区/村``)
 without a code. An empty gazetteer still reads names by the generic patterns.
 
 Aliases: ``洪山区`` / ``洪山``; ``中南路街道`` / ``中南路街`` / ``中南路街道办事处``;
-``梅苑社区`` / ``梅苑社区居委会`` / ``梅苑社区居民委员会`` / ``梅苑居委会`` / ``梅苑``;
-``XX村`` / ``XX村委会`` / ``XX村民委员会`` / ``XX``. A *short* alias (``洪山``, ``梅苑``,
-``中南路街``) is accepted only when what follows cannot continue it into a road, compound
-or admin name: ``洪山路`` is a road, ``梅苑小区`` a compound, ``中南二路`` a road.
+``梅苑社区`` / ``梅苑社区居委会`` / ``梅苑社区居民委员会`` / ``梅苑居委会`` / ``梅苑居委`` /
+``梅苑``; ``XX村`` / ``XX村委会`` / ``XX村委`` / ``XX村民委员会`` / ``XX``. A *short*
+alias (``洪山``, ``梅苑``, ``中南路街``) is accepted only when what follows cannot continue
+it into a road, compound or admin name: ``洪山路`` is a road, ``梅苑小区`` a compound,
+``中南二路`` a road. Generic district names include functional zones (``东湖新技术开发区``,
+``…高新区``, ``东湖风景区``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Literal
 
 from registry.address.normalize import (
     DISTRICT_AHEAD,
+    HOME,
     collapse,
     drop_asides,
     numerals_to_arabic,
@@ -46,23 +49,25 @@ _CONTINUES = re.compile(
     rf"[{_HAN}]?(?:{ROAD_SUFFIXES}|{_LONG_WORDS}|区|县|镇|乡|村)"
     rf"|[{_ONE_CHAR_WORDS}号期栋室楼0-9A-Z#-]|单元"
 )
-#: what may not follow a generic 镇/乡/村/社区 name: ``水乡小区``, ``古镇路``
-_CONTINUES_NAME = re.compile(rf"(?:{ROAD_SUFFIXES}|{COMPOUND_SUFFIXES})")
+#: what may not follow a generic 镇/乡/村/社区 name: ``水乡小区``, ``古镇路`` (but a
+#: junction may: ``珞南街道街道口``)
+_CONTINUES_NAME = re.compile(rf"(?!街道口)(?:{ROAD_SUFFIXES}|{COMPOUND_SUFFIXES})")
 #: the endings of a full (unguarded) name at each level
 _FULL: dict[Level, re.Pattern[str]] = {
     "district": re.compile("(?:区|县|市)$"),
     "street": re.compile("(?:街道|镇|乡|办事处|管理处)$"),
-    "community": re.compile("(?:社区|村|居委会|委员会)$"),
+    "community": re.compile("(?:社区|村|居委会|居委|委员会|村委)$"),
 }
 _COMMUNITY_SUFFIX = re.compile(
-    "(社区居民委员会|社区居委会|社区委员会|社区居委|居民委员会|居委会|村民委员会|村委会|社区|村)$"
+    "(社区居民委员会|社区居委会|社区委员会|社区居委|居民委员会|居委会|居委|村民委员会|村委会|村委"
+    "|社区|村)$"
 )
 _GENERIC: dict[Level, re.Pattern[str]] = {
     "district": re.compile(rf"{DISTRICT_AHEAD}(?:人民政府)?"),
-    "street": re.compile(rf"[{_HAN}]{{2,8}}?(?:街道办事处|街道办|街道|镇|乡)(?:人民政府)?"),
+    "street": re.compile(rf"[{_HAN}]{{2,8}}?(?:街道办事处|街道办|街道(?!口)|镇|乡)(?:人民政府)?"),
     "community": re.compile(
-        rf"[{_HAN}]{{2,8}}?(?:社区居民委员会|社区居委会|社区|居民委员会|居委会"
-        r"|村民委员会|村委会|村)"
+        rf"[{_HAN}]{{2,8}}?(?:社区居民委员会|社区居委会|社区居委|社区|居民委员会|居委会|居委"
+        r"|村民委员会|村委会|村委|村)"
     ),
 }
 
@@ -157,21 +162,29 @@ def _aliases(place: Place, row_name: str) -> Iterable[tuple[str, bool]]:
             base, kind, canonical = name, "社区", name + "社区"
         yield canonical, False
         if kind == "社区":
-            forms = ("社区居委会", "社区居民委员会", "居委会", "居民委员会")
+            forms = ("社区居委会", "社区居民委员会", "社区居委", "居委会", "居民委员会", "居委")
         else:
-            forms = ("村委会", "村民委员会")
+            forms = ("村委会", "村民委员会", "村委")
         for suffix in forms:
             yield base + suffix, False
         yield base, True
 
 
 class Gazetteer:
-    """Districts, streets and communities by name and alias, from community rows."""
+    """Districts, streets and communities by name and alias, from community rows.
 
-    def __init__(self, rows: Iterable[Sequence[str | None]] = ()) -> None:
+    ``home`` is the (province, city) the communities are in, ``("湖北省", "武汉市")`` by
+    default: the parser drops prefixes naming it, also short (``湖北武汉``, ``武汉``),
+    and records any other province or city (``ParsedAddress.city``).
+    """
+
+    def __init__(
+        self, rows: Iterable[Sequence[str | None]] = (), home: tuple[str, str] = HOME
+    ) -> None:
         """``rows``: (community code, community name, street code, street name, district
         code, district name), as in the registry's community table; missing parts may be
         None or empty."""
+        self.home = home
         self._index: dict[Level, dict[str, list[tuple[Place, bool]]]] = {lv: {} for lv in LEVELS}
         self._seen: set[tuple[Level, str | None, str]] = set()
         for row in rows:
@@ -213,13 +226,20 @@ class Gazetteer:
         return tuple(p for p, _ in self._index[level].get(name_form(name), ()))
 
     def match_prefix(
-        self, text: str, level: Level, *, pos: int = 0, within: str | None = None
+        self,
+        text: str,
+        level: Level,
+        *,
+        pos: int = 0,
+        within: str | None = None,
+        generic: bool = True,
     ) -> AdminMatch | None:
         """The ``level`` name that ``text[pos:]`` starts with, or None.
 
         ``text`` is normalised (:func:`registry.address.normalize.normalize`). ``within``
         is the code of a parent (district or street) already read: places under it are
         preferred, so a name shared by two streets resolves when its district is known.
+        ``generic=False`` reads only the gazetteer's own names, not the generic patterns.
         """
         index = self._index[level]
         for length in self._lengths[level]:
@@ -233,6 +253,8 @@ class Gazetteer:
             if short and _CONTINUES.match(text, pos + length):
                 continue
             return self._resolve(level, alias, entries, within, short)
+        if not generic:
+            return None
         m = _GENERIC[level].match(text, pos)
         if not m or (level != "district" and _CONTINUES_NAME.match(text, m.end())):
             return None

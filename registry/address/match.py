@@ -402,9 +402,10 @@ def unread_numbers(parsed: ParsedAddress) -> bool:
 
 
 def unresolved_area(parsed: ParsedAddress) -> bool:
-    """The text names a district, street or community the registry does not know: it
-    may be another place with the same road, so nothing is placed automatically."""
-    return any(
+    """The text names another city, or a district, street or community the registry does
+    not know: it may be another place with the same road, so nothing is placed
+    automatically."""
+    return parsed.city is not None or any(
         name is not None and code is None
         for name, code in (
             (parsed.district, parsed.district_code),

@@ -13,6 +13,8 @@ class ParsedAddress:
     Components are in canonical form, so they compare equal to the keys of the
     registry's own standard addresses (:mod:`registry.address.keys`):
 
+    - ``city``: a province or city named that is not the gazetteer's home one (``黄石市``,
+      ``北京市``, ``河南省``): the text may mean another place with the same road;
     - ``district``, ``street``, ``community``: names as written after normalisation
       (``梅苑社区``), with ``district_code``/``street_code``/``community_code`` when the
       gazetteer resolved them;
@@ -24,6 +26,7 @@ class ParsedAddress:
 
     text: str
     normalized: str
+    city: str | None = None
     district: str | None = None
     district_code: str | None = None
     street: str | None = None

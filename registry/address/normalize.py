@@ -6,10 +6,13 @@ Pure functions (no database, no I/O beyond the traditional→simplified tables t
 1. :func:`to_halfwidth` — NFKC (full-width ``１５０２ ３－２ （）＃`` → ASCII), dash variants
    → ``-``, ``○`` → ``〇``, ASCII letters upper-cased (``a座`` = ``A座``), ``3一2`` → ``3-2``;
 2. :func:`to_simplified` — traditional → simplified (``號 區 樓`` → ``号 区 楼``);
-3. :func:`strip_noise` — bracketed asides, vague-location words, whitespace and punctuation;
+3. :func:`strip_noise` — bracketed asides, form labels (``现住址:``), landmarks
+   (``光谷广场附近``), neighbourhood clauses (``对面是超市``), whitespace and punctuation;
 4. :func:`numerals_to_arabic` — Chinese numerals of address parts → Arabic;
 5. :func:`unify_markers` — one marker per part, dash patterns spelled out;
-6. :func:`strip_admin_prefix` — country, province and city prefixes and duplicated levels.
+6. :func:`split_admin_prefix` — country, province and city prefixes and duplicated levels;
+   the home ones (:data:`HOME`, 湖北省武汉市) go, another is returned
+   (:func:`normalize_with_city`).
 
 The result reads ``district street community road house compound building unit floor room``
 with the markers ``号 期 栋 单元 楼 室``, e.g. ``武昌区中南路99号3栋2单元1502室``.
@@ -132,6 +135,22 @@ _KEEP_ASIDE = re.compile(
     r"|小区|花园|公寓|家园|新村|大厦|雅居|名都"
 )
 _NOISE_WORDS = re.compile("斜对面|对面|附近|旁边|隔壁|周边|周围|一带|门口|楼下|旁")
+_HAN = r"\u3400-\u4dbf\u4e00-\u9fff"
+#: form labels that may open the text: ``现住址:`` ``地址 `` ``家住``
+LABELS = (
+    "现居住地址", "现住地址", "现住址", "居住地址", "户籍地址", "家庭住址", "家庭地址", "联系地址",
+    "详细地址", "通讯地址", "通信地址", "住址", "地址",
+)  # fmt: skip
+_LABEL = re.compile(rf"^(?:(?:{'|'.join(LABELS)})(?:是|为)?|(?:现住|家住|暂住|居住)在?)")
+_NEAR = "斜对面|对面|附近|旁边|隔壁|旁"
+#: a closing clause about the neighbourhood: ``对面是超市``, ``附近有学校``
+_NEIGHBOUR_CLAUSE = re.compile(rf"(?<!^)(?:{_NEAR}|周边|周围)(?:就是|是|有|为).*$")
+#: names of an area that a leading landmark keeps: ``洪山区`` in ``洪山区光谷广场附近…``
+_AREA = rf"[{_HAN}]{{1,7}}?(?<![小社园校片景厂营东西南北中超])(?:省|市(?!场)|区|县)"
+#: a leading landmark: ``光谷广场附近`` before the real address (which holds a number)
+_LANDMARK = re.compile(  # the areas as an atomic group: no backtracking into them
+    rf"^((?>(?:{_AREA})*))[{_HAN}A-Z]{{2,12}}?(?:{_NEAR})(?=[{_HAN}][^0-9]*[0-9])"
+)
 _SEP_BETWEEN_DIGITS = re.compile(rf"(?<=[{_DIGITISH}])(?:[^\w#]|_)+(?=[{_DIGITISH}])")
 _SEP = re.compile(r"(?:[^\w#-]|_)+")
 _LONE_DASH = re.compile(rf"-+(?![{_DIGITISH}])|(?<![{_DIGITISH}])-+")
@@ -144,14 +163,24 @@ def _aside(match: re.Match[str]) -> str:
 
 
 def strip_noise(text: str) -> str:
-    """Drop bracketed asides, vague-location words, whitespace and punctuation.
+    """Drop bracketed asides, labels, landmarks, vague-location words and punctuation.
 
     ``梅苑小区(北门)旁边, 3栋`` → ``梅苑小区3栋``. An aside is kept (without its brackets)
     when it holds a numbered part or a compound (``(二期)``, ``【梅苑小区】``). Separators
     go as in :func:`collapse`: between two numbers they become one ``-`` (``3 2 1502`` →
-    ``3-2-1502``), and ``#`` stays (it marks a building).
+    ``3-2-1502``), and ``#`` stays (it marks a building). Then go a leading form label
+    (:data:`LABELS`, ``家住``: ``现住址:中南路…`` → ``中南路…``), a closing clause about
+    the neighbourhood (``…302室 对面是超市`` → ``…302室``), a leading landmark before an
+    address with a number (``光谷广场附近鲁磨路41号`` → ``鲁磨路41号``; an area before
+    it stays: ``洪山区光谷广场附近…`` → ``洪山区…``), and the remaining vague-location
+    words (``光谷广场附近`` → ``光谷广场``).
     """
     s = collapse(drop_asides(text))
+    s = _LABEL.sub("", s)
+    if s.startswith(LABELS):  # 住址:地址:…
+        s = _LABEL.sub("", s)
+    s = _NEIGHBOUR_CLAUSE.sub("", s)
+    s = _LANDMARK.sub(_fill("{}"), s)
     for _ in range(3):  # removing one may join another: 附附近近
         cleared = _NOISE_WORDS.sub("", s)
         if cleared == s:
@@ -312,58 +341,131 @@ def unify_markers(text: str) -> str:
 
 # --- 6. administrative prefix -----------------------------------------------------------
 
-_HAN = r"\u3400-\u4dbf\u4e00-\u9fff"
+#: the home province and city of the registry: prefixes naming them are dropped silently
+HOME: tuple[str, str] = ("湖北省", "武汉市")
+_MUNICIPALITIES = ("北京", "天津", "上海", "重庆")
+_REGIONS = {
+    "内蒙古": "内蒙古自治区", "广西": "广西壮族自治区", "西藏": "西藏自治区",
+    "宁夏": "宁夏回族自治区", "新疆": "新疆维吾尔自治区", "香港": "香港特别行政区",
+    "澳门": "澳门特别行政区",
+}  # fmt: skip
 _PROVINCES = (
-    "北京|天津|上海|重庆|河北|山西|辽宁|吉林|黑龙江|江苏|浙江|安徽|福建|江西|山东|河南|湖北|"
-    "湖南|广东|海南|四川|贵州|云南|陕西|甘肃|青海|台湾|内蒙古|广西|西藏|宁夏|新疆|香港|澳门"
+    "河北", "山西", "辽宁", "吉林", "黑龙江", "江苏", "浙江", "安徽", "福建", "江西", "山东",
+    "河南", "湖北", "湖南", "广东", "海南", "四川", "贵州", "云南", "陕西", "甘肃", "青海", "台湾",
+)  # fmt: skip
+#: provinces by short name, with their full names
+PROVINCES: dict[str, str] = (
+    {m: m + "市" for m in _MUNICIPALITIES} | {p: p + "省" for p in _PROVINCES} | _REGIONS
 )
-#: a district after a city: a name ending in 区/县 that is not a 小区, 东区, 校区, ...
-DISTRICT_AHEAD = rf"[{_HAN}]{{1,6}}?(?<![小社园校片景厂营东西南北中])[区县]"
-#: the cities whose short name (``武汉``) is stripped before a district
-CITIES = ("武汉",)
-_CITY_NAMES = "|".join(CITIES)
+_PROVINCE_NAMES = "|".join(PROVINCES)
+_PROVINCE_SUFFIX = "壮族自治区|回族自治区|维吾尔自治区|自治区|特别行政区|省|市"
+_SHORT = re.compile(rf"(.{{2,}}?)(?:{_PROVINCE_SUFFIX}|地区|自治州)")
+#: a district-level functional zone: ``东湖新技术开发区``, ``东湖风景区``, ``XX高新区``
+ZONE = (
+    rf"(?:(?![区县市])[{_HAN}]){{2,10}}?"
+    "(?:经济技术开发区|高新技术开发区|经济开发区|技术开发区|开发区|高新区|新区|风景名胜区|风景区)"
+)
+#: a district after a city: a zone, or a name ending in 区/县 that is not a 小区, 东区, 校区…
+DISTRICT_AHEAD = rf"(?:{ZONE}|[{_HAN}]{{1,6}}?(?<![小社园校片景厂营东西南北中])[区县])"
+#: what may follow a city's short name (``武汉``) for it to be dropped: an area or a
+#: numbered road, but not a word that makes the name another (``武汉大学``, ``武汉大道``)
+_AFTER_CITY = (
+    rf"(?!大学|大道|大街|路|街)(?={DISTRICT_AHEAD}|[{_HAN}]{{2,8}}?(?:街道|镇|乡|社区|村)"
+    rf"|[{_HAN}]{{2,8}}?(?:大道|大街|路|街|巷)[0-9])"
+)
+_CITY_WORD = rf"[{_HAN}]{{2,4}}(?<![超门夜股都])市(?!场)"
 _COUNTRY = re.compile("^(?:中华人民共和国|中国)")
-_PROVINCE = re.compile(
-    rf"^(?:{_PROVINCES})(?:壮族自治区|回族自治区|维吾尔自治区|自治区|特别行政区|省|市)"
-    rf"|^(?:{_PROVINCES})(?=[{_HAN}]{{2,3}}市|{_CITY_NAMES})"
-)
-_CITY = re.compile(
-    rf"^(?:{_CITY_NAMES})市"
-    rf"|^[{_HAN}]{{2,3}}市(?!场)(?={DISTRICT_AHEAD})"
-    rf"|^(?:{_CITY_NAMES})(?={DISTRICT_AHEAD})"
-)
 _DUPLICATE = re.compile(rf"([{_HAN}]{{2,8}}?(?:省|市|区|县|街道|镇|乡))\1+")
+#: another city after a province, or before a district
+_CITY_AFTER_PROVINCE = re.compile(rf"{_CITY_WORD}|[{_HAN}]{{2,10}}?自治州|[{_HAN}]{{2,4}}地区")
+_CITY = re.compile(rf"[{_HAN}]{{2,3}}(?<![超门夜股都])市(?!场)(?={DISTRICT_AHEAD})")
 
 
-def strip_admin_prefix(text: str) -> str:
+def short_name(name: str) -> str:
+    """A province or city without its ending: ``湖北省`` → ``湖北``, ``武汉市`` → ``武汉``."""
+    m = _SHORT.fullmatch(name)
+    return m.group(1) if m else name
+
+
+@dataclass(frozen=True)
+class _Prefixes:
+    """The prefix patterns for one home province and city."""
+
+    province_short: str
+    province: re.Pattern[str]
+    home_city: re.Pattern[str]
+
+
+@cache
+def _prefixes(home: tuple[str, str]) -> _Prefixes:
+    """A province (full, or short before a city, the home city or a district) and the home
+    city (full, or short before an area or a numbered road)."""
+    province, city = home
+    city_short = re.escape(short_name(city))
+    province_re = re.compile(
+        rf"({_PROVINCE_NAMES})(?:({_PROVINCE_SUFFIX})"
+        rf"|(?=[{_HAN}]{{2,3}}市|{city_short}|{DISTRICT_AHEAD})(?!路|街|大道|大街|巷|大学))"
+    )
+    city_re = re.compile(rf"{re.escape(city)}|{city_short}{_AFTER_CITY}")
+    return _Prefixes(short_name(province), province_re, city_re)
+
+
+def split_admin_prefix(text: str, home: tuple[str, str] = HOME) -> tuple[str, str | None]:
+    """The text from the district on, and the other province or city its prefix names.
+
+    Duplicated levels and the country go; the home province and city (:data:`HOME`) go
+    silently, also without ``省``/``市`` (``湖北武汉珞喻路…``, ``武汉洪山区…``: the short
+    city only before an area or a numbered road, so ``武汉大学``, ``武汉大道`` stay).
+    Another province or city is returned, most precise first: ``湖北省黄石市雄楚大道…`` →
+    (``雄楚大道…``, ``黄石市``), ``北京市海淀区…`` → (``海淀区…``, ``北京市``). A city is
+    read after a province, or before a district (``宜昌市西陵区``); else it stays.
+    """
+    rules = _prefixes(home)
+    s = _COUNTRY.sub("", _DUPLICATE.sub(_fill("{}"), text))
+    other: str | None = None
+    after_province = False
+    m = rules.province.match(s)
+    if m:
+        short, suffix = m.groups()
+        if short != rules.province_short:
+            other = short + suffix if suffix else PROVINCES[short]
+        s, after_province = s[m.end() :], True
+    for _ in range(3):
+        m = rules.home_city.match(s)
+        if m is None:
+            m = (_CITY_AFTER_PROVINCE if after_province else _CITY).match(s)
+            if m is None:
+                break
+            other = m.group()
+        s, after_province = s[m.end() :], False
+    return s, other
+
+
+def strip_admin_prefix(text: str, home: tuple[str, str] = HOME) -> str:
     """Drop duplicated levels and the country, province and city: keep district onwards.
 
-    ``湖北省武汉市洪山区…`` → ``洪山区…``; ``武汉市武汉市洪山区洪山区…`` → ``洪山区…``.
-    A city is stripped by name when it is one of :data:`CITIES` (``武汉市``, or ``武汉``
-    before a district), and any other ``XX市`` only when a district follows.
+    ``湖北省武汉市洪山区…`` → ``洪山区…``; ``武汉市武汉市洪山区洪山区…`` → ``洪山区…``;
+    ``宜昌市西陵区`` → ``西陵区`` (:func:`split_admin_prefix` tells the city too).
     """
-    s = _DUPLICATE.sub(_fill("{}"), text)
-    s = _COUNTRY.sub("", s)
-    s = _PROVINCE.sub("", s)
-    for _ in range(3):
-        stripped = _CITY.sub("", s)
-        if stripped == s:
-            break
-        s = stripped
-    return s
+    return split_admin_prefix(text, home)[0]
 
 
 # --- all --------------------------------------------------------------------------------
 
 
-def normalize(text: str) -> str:
-    """The canonical spelling of a free-text address (all steps above, in order).
-
-    ``湖北省武汉市武昌區中南路９９號（北門）3-2-1502`` → ``武昌区中南路99号3栋2单元1502室``.
-    """
+def normalize_with_city(text: str, home: tuple[str, str] = HOME) -> tuple[str, str | None]:
+    """:func:`normalize`, and the other province or city it dropped (None for the home)."""
     s = to_halfwidth(text)
     s = to_simplified(s)
     s = strip_noise(s)
     s = numerals_to_arabic(s)
     s = unify_markers(s)
-    return strip_admin_prefix(s)
+    return split_admin_prefix(s, home)
+
+
+def normalize(text: str, home: tuple[str, str] = HOME) -> str:
+    """The canonical spelling of a free-text address (all steps above, in order).
+
+    ``湖北省武汉市武昌區中南路９９號（北門）3-2-1502`` → ``武昌区中南路99号3栋2单元1502室``.
+    """
+    return normalize_with_city(text, home)[0]

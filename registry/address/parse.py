@@ -1,17 +1,21 @@
 """Parse a free-text Chinese address into the components of a standard address and room.
 
 Pure (no database, no I/O) and total: any string gives a :class:`ParsedAddress`. The text
-is cut to :data:`MAX_CHARS`, normalised (:mod:`registry.address.normalize`), then read
-left to right in the order of the standard form, each part optional:
+is cut to :data:`MAX_CHARS`, normalised (:mod:`registry.address.normalize`; a province or
+city other than the gazetteer's home goes to ``city``), then read left to right in the
+order of the standard form, each part optional:
 
 1. district, street, community — by the gazetteer (names and aliases, with codes), else
-   by generic patterns (``…区``, ``…街道/镇/乡``, ``…社区/村``), names only;
+   by generic patterns (``…区``, ``…开发区``, ``…街道/镇/乡``, ``…社区/村``), names only;
+   a known name of a lower level beats a generic one (``东湖风景区街道`` is a street);
 2. road (``…路/街/大道/大街/巷/胡同/弄``, weakly ``…道/里``, with a numbered lane:
    ``武珞路3巷``), house number (``99号``, ``99号附1号``), compound (``…小区/花园/苑/…``
    with a phase ``2期``), building (``3栋``), unit (``2单元``), floor (``15楼``), room
    (``1502室``).
 
-Where nothing fits, the text up to the next number goes to ``rest`` and reading goes on.
+A junction before a numbered road is a place, not part of the road: ``街道口珞喻路129号``
+reads ``街道口`` to ``rest`` and road ``珞喻路``. Where nothing fits, the text up to the
+next number goes to ``rest`` and reading goes on.
 The floor is the stated one, else derived from an all-digit room: ``1502`` → 15 (four
 digits), ``302`` → 3 (three digits); none from two digits or five and more.
 """
@@ -25,6 +29,7 @@ from typing import Any
 
 from registry.address.gazetteer import (
     COMPOUND_SUFFIXES,
+    LEVELS,
     ROAD_SUFFIXES,
     AdminMatch,
     Gazetteer,
@@ -32,7 +37,7 @@ from registry.address.gazetteer import (
 )
 from registry.address.keys import compound_key, road_key
 from registry.address.model import ParsedAddress
-from registry.address.normalize import normalize
+from registry.address.normalize import normalize_with_city
 
 #: inputs are cut to this many characters before parsing (a note says so)
 MAX_CHARS = 200
@@ -54,6 +59,9 @@ _UNIT = re.compile(r"([0-9]+|[A-Z])单元")
 _FLOOR = re.compile(r"([0-9]+)楼")
 _ROOM = re.compile(r"([A-Z]?[0-9]+[A-Z]?)室")
 _TOKEN_START = re.compile(r"(?<![0-9A-Z])[0-9A-Z]")
+#: a junction named after a road (``街道口``, ``中南路口``): a place before a road
+_JUNCTION = re.compile(rf"[{_HAN}]{{0,4}}?(?:路|街|道)口")
+_NOT_A_ROAD_NAME = re.compile(rf"(?:{ROAD_SUFFIXES}|大)")
 _EMPTY = Gazetteer()
 
 
@@ -68,6 +76,7 @@ class _State:
 
     parts: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    rest: list[str] = field(default_factory=list)
 
 
 def _road(s: str, pos: int) -> tuple[str, int] | None:
@@ -122,10 +131,23 @@ def _compound(s: str, pos: int) -> tuple[str, int] | None:
     return s[pos:end], end
 
 
+def _junction(s: str, pos: int) -> int | None:
+    """The end of a junction at ``pos`` that a numbered road follows (``街道口珞喻路129号``),
+    or None; the road must have a name of its own (``黄道口大道1号`` is one road)."""
+    m = _JUNCTION.match(s, pos)
+    if m is None or _NOT_A_ROAD_NAME.match(s, m.end()):
+        return None
+    road = _road(s, m.end())
+    return m.end() if road and _digit_at(s, road[1]) else None
+
+
 def _read_road(s: str, pos: int, state: _State) -> int | None:
-    road = _road(s, pos)
+    junction = _junction(s, pos)
+    road = _road(s, junction or pos)
     if road is None:
         return None
+    if junction:
+        state.rest.append(s[pos:junction])
     state.parts["road"] = road_key(road[0])
     return road[1]
 
@@ -215,9 +237,13 @@ def _admin(s: str, gazetteer: Gazetteer, state: _State) -> int:
     pos = 0
     parent: str | None = None
     found: dict[Level, AdminMatch] = {}
-    for level in ("district", "street", "community"):
+    for i, level in enumerate(LEVELS):
         m = gazetteer.match_prefix(s, level, pos=pos, within=parent)
-        if m is None or (level == "community" and m.short and _names_a_place(s, pos, found)):
+        if m is None:
+            continue
+        if level == "community" and m.short and _names_a_place(s, pos, m.length, found):
+            continue
+        if not m.places and _known_below(s, pos, m.length, LEVELS[i + 1 :], gazetteer):
             continue
         found[level] = m
         pos += m.length
@@ -234,13 +260,26 @@ def _admin(s: str, gazetteer: Gazetteer, state: _State) -> int:
     return pos
 
 
-def _names_a_place(s: str, pos: int, found: dict[Level, AdminMatch]) -> bool:
+def _known_below(
+    s: str, pos: int, length: int, levels: tuple[Level, ...], gazetteer: Gazetteer
+) -> bool:
+    """Whether a known name of a lower level, longer than a generic match, starts at ``pos``:
+    ``东湖风景区街道`` is a street of the gazetteer, not the zone ``东湖风景区``."""
+    for level in levels:
+        known = gazetteer.match_prefix(s, level, pos=pos, generic=False)
+        if known is not None and known.length > length:
+            return True
+    return False
+
+
+def _names_a_place(s: str, pos: int, length: int, found: dict[Level, AdminMatch]) -> bool:
     """Whether a community's short name at ``pos`` rather begins a numbered road or compound.
 
     ``光谷步行街1号`` is a road, not 光谷社区 + 步行街. After a street the short name is
-    read as the community (``关山街道光谷…``), as the hierarchy expects one there.
+    read as the community (``关山街道光谷…``), as the hierarchy expects one there; so is a
+    name that is a junction (``街道口`` in ``街道口珞喻路129号``).
     """
-    if "street" in found:
+    if "street" in found or _JUNCTION.fullmatch(s, pos, pos + length):
         return False
     road = _road(s, pos)
     if road and _digit_at(s, road[1]):
@@ -277,9 +316,12 @@ def parse(text: str, gazetteer: Gazetteer | None = None) -> ParsedAddress:
     if len(text) > MAX_CHARS:
         head = text[:MAX_CHARS]
         state.notes.append(f"input cut to its first {MAX_CHARS} characters")
-    s = normalize(head)
-    pos = _admin(s, _EMPTY if gazetteer is None else gazetteer, state)
-    stage, rest = 0, []
+    gazetteer = _EMPTY if gazetteer is None else gazetteer
+    s, city = normalize_with_city(head, gazetteer.home)
+    if city:
+        state.notes.append(f"{city} is not in {''.join(gazetteer.home)}")
+    pos = _admin(s, gazetteer, state)
+    stage, rest = 0, state.rest
     while pos < len(s):
         read = _read(s, pos, stage, state)
         if read:
@@ -300,5 +342,5 @@ def parse(text: str, gazetteer: Gazetteer | None = None) -> ParsedAddress:
     if rest:
         state.notes.append("unparsed: " + " ".join(rest))
     return ParsedAddress(
-        text=text, normalized=s, rest=" ".join(rest), notes=tuple(state.notes), **parts
+        text=text, normalized=s, city=city, rest=" ".join(rest), notes=tuple(state.notes), **parts
     )
