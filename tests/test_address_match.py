@@ -8,6 +8,7 @@ GG-0008-2-101 (two units, so a room number alone does not name a room).
 from __future__ import annotations
 
 import csv
+import random
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from api import create_app
 from api.settings import ApiSettings
 from registry.address.match import Matcher
 from registry.cli import SAMPLE_BUNDLE
+from registry.idnumber import synthetic_id_number
 from registry.models import AddressReview, Residence
 
 
@@ -189,3 +191,33 @@ def test_api_match_and_review(cli, tmp_path, registry_env):
         too_many = client.post("/addresses/match", json={"addresses": ["x"] * 1001})
         assert too_many.status_code == 400
         assert client.get("/reviews?status=accepted").json()["items"] == []
+
+
+def test_a_messy_resident_list_loads_placed_or_queued(cli, tmp_path, registry_env):
+    """The issue's Done-when: every text of the labelled set as a resident's address.
+
+    Rows the set labels as placeable land in their true room; every other row is loaded
+    without a room and waits in the review queue; nothing is placed wrongly.
+    """
+    labelled = list(
+        csv.DictReader(
+            (Path(__file__).parents[1] / "data/fixtures/address_match/labelled.csv").open(
+                encoding="utf-8"
+            )
+        )
+    )
+    rng = random.Random(8)
+    people = [(synthetic_id_number(rng), row["text"]) for row in labelled]
+    assert len({p for p, _ in people}) == len(people)
+    result = cli("load", bundle_with_addresses(tmp_path, people))
+    assert result.exit_code == 0, result.output
+    engine = create_engine(registry_env["DATABASE_URL"])
+    with Session(engine) as session:
+        rooms = session.scalars(select(Residence.room_id).order_by(Residence.id)).all()
+        queued = session.scalar(select(text("count(*)")).select_from(AddressReview))
+    engine.dispose()
+    assert len(rooms) == len(labelled)  # no row dropped
+    placed = [(row, room) for row, room in zip(labelled, rooms, strict=True) if room]
+    assert all(room == row["true_room_id"] for row, room in placed)  # no wrong placement
+    assert len(placed) > len(labelled) / 2  # most rows placed
+    assert queued == len(labelled) - len(placed)  # the rest wait for review
