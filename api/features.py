@@ -26,6 +26,7 @@ from geo.crs import CRS84, STORAGE_CRS, SUPPORTED, Crs
 from registry import cql2
 from registry.collections import COLLECTIONS, Collection
 from registry.features import (
+    MAX_COUNT,
     ItemsQuery,
     count_select,
     estimated_extent_select,
@@ -69,11 +70,9 @@ def base_url(request: Request) -> str:
     return (configured or str(request.base_url)).rstrip("/")
 
 
-def link(href: str, rel: str, type_: str, title: str | None = None) -> dict[str, str]:
-    out = {"href": href, "rel": rel, "type": type_}
-    if title:
-        out["title"] = title
-    return out
+def link(href: str, rel: str, type_: str, title: str | None = None, **extra: Any) -> dict:
+    """An OGC link object; ``extra`` adds members such as ``templated``."""
+    return {"href": href, "rel": rel, "type": type_, **({"title": title} if title else {}), **extra}
 
 
 def self_links(request: Request, fmt: str, json_type: str = "application/json") -> list[dict]:
@@ -306,7 +305,7 @@ async def items(request: Request, collectionId: str) -> Response:
     if query.after is None:
         async with database.connect() as conn:
             total = (await conn.execute(count, bound)).scalar_one()
-        matched = total if total <= params.MAX_LIMIT * 10 else None
+        matched = total if total <= MAX_COUNT else None
 
     if fmt == "html":
         return await html_items(request, collection, page, bound, query, matched)

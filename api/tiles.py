@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from api.features import base_url
+from api.features import base_url, link
 from api.problems import PROBLEM_JSON, Problem
 from registry import tiles
 from registry.collections import Collection, UnknownCollectionError
@@ -133,10 +133,6 @@ def tile_cache(request: Request) -> TileCache:
     if cache is None:
         cache = state.tile_cache = TileCache(state.settings.tile_cache_size)
     return cache
-
-
-def link(href: str, rel: str, type_: str, title: str | None = None, **extra: Any) -> dict:
-    return {"href": href, "rel": rel, "type": type_, **({"title": title} if title else {}), **extra}
 
 
 def path_problem(status: int, parameter: str, reason: str) -> Problem:

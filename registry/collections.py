@@ -11,22 +11,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
-from geoalchemy2 import Geometry
 from sqlalchemy import (
-    DateTime,
-    Float,
     FromClause,
-    Integer,
-    String,
-    Text,
-    column,
     func,
     literal_column,
     select,
-    text,
 )
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -81,10 +72,6 @@ class Collection:
 
     def property(self, name: str) -> Property | None:
         return next((p for p in self.properties if p.name == name), None)
-
-
-def geometry_column(name: str = "geom") -> ColumnElement:
-    return column(name, Geometry(srid=STORAGE_SRID))
 
 
 # ---------------------------------------------------------------- communities
@@ -355,18 +342,3 @@ def get_collection(collection_id: str) -> Collection:
         return COLLECTIONS[collection_id]
     except KeyError:
         raise UnknownCollectionError(collection_id) from None
-
-
-@cache
-def column_types() -> dict[str, Any]:
-    """SQLAlchemy types for the JSON-schema property types (for bound filter values)."""
-    return {
-        "string": String(),
-        "integer": Integer(),
-        "number": Float(),
-        "date-time": DateTime(timezone=True),
-        "text": Text(),
-    }
-
-
-__all__ = ["COLLECTIONS", "Collection", "Property", "get_collection", "text"]

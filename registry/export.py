@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from geo.crs import CRS84, STORAGE_CRS, Crs, UnknownCrsError, parse_crs
 from registry.collections import Collection, UnknownCollectionError, get_collection
+from registry.rates import is_code_prefix
 from registry.settings import RegistryError
 
 BATCH_SIZE = 10_000
@@ -118,7 +119,7 @@ def export_spec(
     format = FORMATS.get(fmt.lower().lstrip("."))
     if format is None:
         raise ExportError("format", f"unknown format {fmt!r}: use one of {FORMAT_NAMES}")
-    if code is not None and not (code.isascii() and code.isdigit() and len(code) <= 12):
+    if code is not None and not is_code_prefix(code):
         raise ExportError(
             "code", f"code {code!r} must be 1 to 12 digits (the start of a community code)"
         )

@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
 from sqlalchemy.orm import Session
 
 from registry.models import SRID, Community
+from registry.rates import check_code_prefix
 from registry.settings import RegistryError
 
 # gap -> (the rate's denominator, its numerator): the gap is their difference
@@ -103,14 +104,9 @@ def resident_gaps() -> Subquery:
     )
 
 
-def check_code(code: str | None) -> None:
-    if code is not None and not (code.isascii() and code.isdigit() and len(code) <= 12):
-        raise RegistryError(f"code {code!r} must be up to 12 digits")
-
-
 def has_communities(session: Session, code: str | None) -> bool:
     """Whether any community's code starts with ``code`` (any at all when None)."""
-    check_code(code)
+    check_code_prefix(code)
     query = select(Community.code)
     if code:
         query = query.where(Community.code.startswith(code, autoescape=True))
@@ -125,7 +121,7 @@ def community_gaps(
 ) -> list[dict[str, Any]]:
     """Per community (code prefix ``code``, ordered by code): each gap's ``count``, and for
     the :data:`LISTED` gaps up to ``limit`` ids (in byte order) and whether they were truncated."""
-    check_code(code)
+    check_code_prefix(code)
     if limit < 0:
         raise RegistryError(f"limit must not be negative, not {limit}")
     communities = select(Community.code, Community.name).order_by(Community.code)

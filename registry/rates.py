@@ -66,6 +66,16 @@ def community_counts() -> Subquery:
     )
 
 
+def is_code_prefix(code: str) -> bool:
+    """1 to 12 ASCII digits: a community code, or the start of one (street, district)."""
+    return code.isascii() and code.isdigit() and len(code) <= 12
+
+
+def check_code_prefix(code: str | None) -> None:
+    if code is not None and not is_code_prefix(code):
+        raise RegistryError(f"code {code!r} must be up to 12 digits")
+
+
 def ratio(numerator: ColumnElement, denominator: ColumnElement) -> ColumnElement:
     """numerator / denominator as a fraction, null when the denominator is 0."""
     return cast(numerator, DOUBLE_PRECISION) / func.nullif(denominator, 0)
@@ -81,8 +91,7 @@ def compute_rates(
     starts with it (a community, street or district code)."""
     if level not in LEVELS:
         raise RegistryError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
-    if code is not None and not (code.isascii() and code.isdigit() and len(code) <= 12):
-        raise RegistryError(f"code {code!r} must be up to 12 digits")
+    check_code_prefix(code)
     counts = community_counts()
     code_column, name_column = {
         "community": (counts.c.code, counts.c.name),

@@ -41,6 +41,7 @@ from registry.address.keys import (
 )
 from registry.address.model import ParsedAddress
 from registry.address.parse import parse
+from registry.collections import address_label
 from registry.models import ADDRESS_LABEL_SQL, Address, Community, Room
 
 Status = Literal["matched", "review", "unmatched"]
@@ -165,9 +166,7 @@ class AddressIndex:
                 columns.house_number,
                 columns.compound,
                 columns.building_no,
-                func.concat_ws(
-                    " ", columns.road, columns.house_number, columns.compound, columns.building_no
-                ),
+                address_label(Address.__table__),
             ).where(columns.status == "active")
         )
         return cls(
