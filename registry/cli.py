@@ -186,6 +186,13 @@ def rates(
         str | None, typer.Option("--as-of", help="Count residents at this date (YYYY-MM-DD).")
     ] = None,
     format: Annotated[str, typer.Option(help="table, json or csv.")] = "table",
+    recount: Annotated[
+        bool,
+        typer.Option(
+            help="Compute from the rate definitions instead of the kept counters "
+            "(slower; the numbers must be the same)."
+        ),
+    ] = False,
 ) -> None:
     """Per-community on-map, coverage, labelling and population rates (docs/rates.md)."""
     if format not in output.RATE_FORMATS:
@@ -196,7 +203,7 @@ def rates(
         raise RegistryError(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from None
     engine = migrated_engine(Settings())
     with transaction(engine) as session:
-        rows = compute_rates(session, level, code, date)  # type: ignore[arg-type]
+        rows = compute_rates(session, level, code, date, recount)  # type: ignore[arg-type]
     output.print_rates(rows, format, console)
 
 

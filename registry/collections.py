@@ -64,6 +64,8 @@ class Collection:
     min_zoom: int = 0
     max_zoom: int = 22
     tile_feature_cap: int = 20_000
+    # the source also selects ``geom_3857``, a stored Web Mercator copy vector tiles use
+    mercator: bool = False
     params: Callable[[], dict[str, Any]] = field(default=lambda: {})
 
     @property
@@ -172,6 +174,7 @@ def buildings_source() -> FromClause:
         label.label("address_label"),
         building.c.updated_at,
         building.c.footprint.label("geom"),
+        building.c.footprint_3857.label("geom_3857"),
     ).subquery("buildings")
 
 
@@ -200,8 +203,9 @@ BUILDINGS = Collection(
     source=buildings_source,
     table="building",
     geometry_column="footprint",
-    min_zoom=13,
+    min_zoom=12,
     tile_feature_cap=15_000,
+    mercator=True,
 )
 
 
@@ -268,6 +272,7 @@ def footprints_source() -> FromClause:
         owner.label("community_code"),
         footprint.c.updated_at,
         footprint.c.geom,
+        footprint.c.geom_3857,
     ).subquery("footprints")
 
 
@@ -291,6 +296,7 @@ FOOTPRINTS = Collection(
     geometry_column="geom",
     min_zoom=13,
     tile_feature_cap=15_000,
+    mercator=True,
 )
 
 

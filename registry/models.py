@@ -7,7 +7,7 @@ migrations in ``registry/migrations``; these classes mirror it (a test compares 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 from geoalchemy2 import Geometry
 from sqlalchemy import (
@@ -55,6 +55,10 @@ def enum_check(column: str, values: tuple[str, ...]) -> str:
 
 def multipolygon() -> Geometry:
     return Geometry("MULTIPOLYGON", srid=SRID, spatial_index=False)
+
+
+def mercator_multipolygon() -> Geometry:
+    return Geometry("MULTIPOLYGON", srid=3857, spatial_index=False)
 
 
 def point() -> Geometry:
@@ -117,6 +121,10 @@ class Building(Timestamped, Base):
     status: Mapped[str] = mapped_column(Text, server_default="in_use")
     verification: Mapped[str] = mapped_column(Text, server_default="unverified")
     verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Web Mercator copy for vector tiles (migration 0004): no transform per request
+    footprint_3857: Mapped[Any | None] = mapped_column(
+        mercator_multipolygon(), Computed("ST_Transform(footprint, 3857)", persisted=True)
+    )
 
     __table_args__ = (
         CheckConstraint(enum_check("status", BUILDING_STATUSES), name="status"),
@@ -124,6 +132,7 @@ class Building(Timestamped, Base):
         CheckConstraint("floors >= 1", name="floors_positive"),
         Index(None, "community_code"),
         Index(None, "footprint", postgresql_using="gist"),
+        Index(None, "footprint_3857", postgresql_using="gist"),
     )
 
 
@@ -233,6 +242,9 @@ class Footprint(Base):
     anchor: Mapped[Any] = mapped_column(
         point(), Computed("ST_PointOnSurface(geom)", persisted=True)
     )
+    geom_3857: Mapped[Any] = mapped_column(
+        mercator_multipolygon(), Computed("ST_Transform(geom, 3857)", persisted=True)
+    )
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
@@ -240,6 +252,7 @@ class Footprint(Base):
     __table_args__ = (
         Index(None, "geom", postgresql_using="gist"),
         Index(None, "anchor", postgresql_using="gist"),
+        Index(None, "geom_3857", postgresql_using="gist"),
     )
 
 
@@ -303,3 +316,61 @@ class RegistryMeta(Base):
 
     key: Mapped[str] = mapped_column(Text, primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class CommunityCount(Base):
+    """A community's building, label and footprint counts, kept current by triggers.
+
+    Recounted from the rate views (migration 0002) by ``registry_refresh_counts`` in the
+    transaction of every change that can move them (migration 0004, registry/counts.py).
+    """
+
+    __tablename__ = "community_count"
+
+    code: Mapped[str] = mapped_column(
+        String(12), ForeignKey("community.code", ondelete="CASCADE"), primary_key=True
+    )
+    buildings: Mapped[int]
+    buildings_on_map: Mapped[int]
+    buildings_labeled: Mapped[int]
+    footprints: Mapped[int]
+    footprints_covered: Mapped[int]
+    refreshed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CommunityResidentCount(Base):
+    """A community's residents (and those placed on the map) by moved-out date.
+
+    Active residents at a date D are the sum over rows whose ``moved_out`` is null or
+    later than D, so one table answers every as-of date.
+    """
+
+    __tablename__ = "community_resident_count"
+    __mapper_args__: ClassVar[dict[str, Any]] = {"primary_key": ["code", "moved_out"]}
+
+    code: Mapped[str] = mapped_column(String(12), ForeignKey("community.code", ondelete="CASCADE"))
+    moved_out: Mapped[dt.date | None] = mapped_column(Date)
+    residents: Mapped[int]
+    residents_on_map: Mapped[int]
+
+    __table_args__ = (UniqueConstraint("code", "moved_out", postgresql_nulls_not_distinct=True),)
+
+
+class FootprintCoverState(Base):
+    """Whether a reference footprint is covered, per community holding its point-on-surface.
+
+    The rows of the ``footprint_cover`` view, stored, so that an edit recomputes only the
+    footprints it touches (migration 0004) instead of a whole community's.
+    """
+
+    __tablename__ = "footprint_cover_state"
+
+    id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("footprint.id", ondelete="CASCADE"), primary_key=True
+    )
+    community_code: Mapped[str] = mapped_column(
+        String(12), ForeignKey("community.code", ondelete="CASCADE"), primary_key=True
+    )
+    covered: Mapped[bool]
+
+    __table_args__ = (Index(None, "community_code"),)

@@ -1,7 +1,9 @@
 """The four rates per community, street, district or city, computed in the database.
 
-Counts come from ``sql/community_counts.sql``; higher levels sum those counts (never
-average rates), and a rate whose denominator is 0 is null.
+Counts come from ``sql/community_counts.sql``, which reads the per-community counters
+that triggers keep current (registry/counts.py), or with ``recount=True`` from
+``sql/community_recount.sql``, which computes them from the definitions. Higher levels
+sum those counts (never average rates), and a rate whose denominator is 0 is null.
 """
 
 from __future__ import annotations
@@ -55,9 +57,11 @@ FIELDS = (
 CITY_NAME = "全市"
 
 
-def community_counts() -> Subquery:
-    """The packaged per-community counts query, as a subquery to group and filter."""
-    sql = files("registry").joinpath("sql/community_counts.sql").read_text(encoding="utf-8")
+def community_counts(recount: bool = False) -> Subquery:
+    """The packaged per-community counts query, as a subquery to group and filter:
+    the counters, or (``recount``) the full computation from the rate definitions."""
+    name = "community_recount.sql" if recount else "community_counts.sql"
+    sql = files("registry").joinpath("sql", name).read_text(encoding="utf-8")
     names = ("code", "name", "street_code", "street_name", "district_code", "district_name")
     return (
         text(sql)
@@ -86,13 +90,15 @@ def compute_rates(
     level: Level = "community",
     code: str | None = None,
     as_of: dt.date | None = None,
+    recount: bool = False,
 ) -> list[dict[str, Any]]:
     """Rows of :data:`FIELDS`, ordered by code. ``code`` keeps the communities whose code
-    starts with it (a community, street or district code)."""
+    starts with it (a community, street or district code); ``recount`` computes the
+    counts from the definitions instead of reading the counters (same numbers, slower)."""
     if level not in LEVELS:
         raise RegistryError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
     check_code_prefix(code)
-    counts = community_counts()
+    counts = community_counts(recount)
     code_column, name_column = {
         "community": (counts.c.code, counts.c.name),
         "street": (counts.c.street_code, func.max(counts.c.street_name)),

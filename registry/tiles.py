@@ -179,15 +179,23 @@ def overlaps_tile(geom: ColumnElement) -> ColumnElement:
     return geom.bool_op("&&")(tile_box())
 
 
+def overlaps_mercator_tile(geom_3857: ColumnElement) -> ColumnElement:
+    """The stored Web Mercator copy meets the tile widened by ``tile_margin`` metres."""
+    widened = func.ST_Expand(tile_envelope(), bindparam("tile_margin", type_=Float))
+    return geom_3857.bool_op("&&")(widened)
+
+
 def tile_params(tile: TileAddress, fmt: Format) -> dict[str, Any]:
     """Bound parameters of the tile's statements.
 
     MVT reads features within the clipping buffer (so it matches what ST_AsMVTGeom keeps);
     GeoJSON is clipped to the tile itself. Simplification uses half a display pixel and
     features smaller than a pixel either way are dropped; both in degrees of longitude
-    (exact east–west, conservative north–south where Mercator stretches latitude).
+    (exact east–west, conservative north–south where Mercator stretches latitude), or in
+    Web Mercator metres for layers tiled from their stored 3857 copy.
     """
     pixel_deg = 360 / 2**tile.z / DISPLAY_PIXELS
+    pixel_m = tile.width_m / DISPLAY_PIXELS
     return {
         "tile_z": tile.z,
         "tile_x": tile.x,
@@ -195,6 +203,8 @@ def tile_params(tile: TileAddress, fmt: Format) -> dict[str, Any]:
         "tile_margin": tile.width_m * BUFFER / EXTENT if fmt == "mvt" else 0.0,
         "tile_pixel": pixel_deg,
         "tile_tolerance": pixel_deg / 2,
+        "tile_pixel_m": pixel_m,
+        "tile_tolerance_m": pixel_m / 2,
     }
 
 
@@ -218,17 +228,21 @@ def layer_statement(collection: Collection, fmt: Format) -> Select:
     Candidates are the features whose box meets the tile box and, for polygons, are at
     least a pixel wide or high; at most ``tile_feature_cap`` of them are kept, largest area
     first (then by id, so a capped tile is deterministic). ``capped`` says more existed.
+    A vector tile of a collection with a stored Web Mercator copy works in that copy
+    throughout: index test, size, simplification and encoding, with no transform.
     """
     src = collection.source()
     polygonal = collection.geometry_type != "Point"
-    geom = src.c.geom
+    mercator = fmt == "mvt" and collection.mercator
+    geom = src.c.geom_3857 if mercator else src.c.geom
     size = func.ST_Area(geom)
-    conditions = [overlaps_tile(geom)]
+    conditions = [overlaps_mercator_tile(geom) if mercator else overlaps_tile(geom)]
     if polygonal:
         span = func.greatest(
             func.ST_XMax(geom) - func.ST_XMin(geom), func.ST_YMax(geom) - func.ST_YMin(geom)
         )
-        conditions.append(span >= bindparam("tile_pixel", type_=Float))
+        pixel = "tile_pixel_m" if mercator else "tile_pixel"
+        conditions.append(span >= bindparam(pixel, type_=Float))
     cap = bindparam("tile_cap", type_=Integer)
     names = collection.property_names
     candidates = (
@@ -241,7 +255,10 @@ def layer_statement(collection: Collection, fmt: Format) -> Select:
     capped = select(func.count() > cap).select_from(candidates).scalar_subquery()
     shape = candidates.c.geom
     if polygonal:
-        shape = func.ST_SimplifyPreserveTopology(shape, bindparam("tile_tolerance", type_=Float))
+        tolerance = "tile_tolerance_m" if mercator else "tile_tolerance"
+        shape = func.ST_SimplifyPreserveTopology(shape, bindparam(tolerance, type_=Float))
+    if fmt == "mvt" and not mercator:
+        shape = func.ST_Transform(shape, bindparam("mercator_srid", MERCATOR_SRID))
     props = [property_value(candidates.c[p.name], p).label(p.name) for p in collection.properties]
 
     def kept(*columns: ColumnElement) -> Select:
@@ -261,7 +278,7 @@ def _mvt(
 ) -> Any:
     """ST_AsMVT of the kept features (rows whose geometry clips away are null and skipped)."""
     mvt_geom = func.ST_AsMVTGeom(
-        func.ST_Transform(shape, bindparam("mercator_srid", MERCATOR_SRID)),
+        shape,
         tile_envelope(),
         bindparam("tile_extent", EXTENT),
         bindparam("tile_buffer", BUFFER),

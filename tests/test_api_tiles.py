@@ -257,7 +257,7 @@ def test_tilejson(api_client, sample):
     doc = response.json()
     assert doc["tilejson"] == "3.0.0"
     assert doc["tiles"] == ["http://testserver/tiles/buildings,footprints/{z}/{x}/{y}.mvt"]
-    assert (doc["minzoom"], doc["maxzoom"]) == (13, 22)
+    assert (doc["minzoom"], doc["maxzoom"]) == (12, 22)
     with sample.connect() as conn:
         box = conn.execute(
             text(
@@ -272,7 +272,7 @@ def test_tilejson(api_client, sample):
     assert fields["id"] == fields["name"] == fields["verified_at"] == "String"
     assert fields["floors"] == "Number"
     assert "updated_at" not in fields
-    assert (layers["buildings"]["minzoom"], layers["buildings"]["maxzoom"]) == (13, 22)
+    assert (layers["buildings"]["minzoom"], layers["buildings"]["maxzoom"]) == (12, 22)
 
 
 def test_ogc_tiles_paths(api_client, tile16):
@@ -291,7 +291,7 @@ def test_ogc_tiles_paths(api_client, tile16):
 
     meta = api_client.get("/collections/buildings/tiles/WebMercatorQuad").json()
     limits = {lim["tileMatrix"]: lim for lim in meta["tileMatrixSetLimits"]}
-    assert list(limits) == [str(level) for level in range(13, 23)]
+    assert list(limits) == [str(level) for level in range(12, 23)]
     lim16 = limits["16"]
     assert lim16["minTileCol"] <= x <= lim16["maxTileCol"]
     assert lim16["minTileRow"] <= y <= lim16["maxTileRow"]
@@ -410,9 +410,9 @@ def test_layers_outside_their_zoom_range_are_left_out(api_client, tile16):
     assert empty.json() == {"type": "FeatureCollection", "features": []}
     x23, y23 = tile_xy(114.3905, 30.50854, 23)
     assert api_client.get(f"/tiles/buildings/23/{x23}/{y23}.mvt").status_code == 204
-    # communities (from z8) are drawn at z12 but buildings (from z13) are not
+    # communities (from z8) are drawn at z12 but footprints (from z13) are not
     x12, y12 = tile_xy(114.395, 30.508, 12)
-    mixed = decode(api_client.get(f"/tiles/buildings,communities/12/{x12}/{y12}.mvt").content)
+    mixed = decode(api_client.get(f"/tiles/footprints,communities/12/{x12}/{y12}.mvt").content)
     assert list(mixed) == ["communities"]
 
 

@@ -21,6 +21,9 @@ TABLES = {
     "import_log",
     "registry_meta",
     "address_review",
+    "community_count",
+    "community_resident_count",
+    "footprint_cover_state",
 }
 
 
@@ -38,9 +41,17 @@ def test_upgrade_from_empty_then_downgrade_to_nothing(empty_db_url):
         assert user_tables(engine) == TABLES
         with engine.connect() as conn:
             srids = conn.execute(
-                text("SELECT DISTINCT srid FROM geometry_columns WHERE f_table_schema = 'public'")
-            ).scalars()
-            assert set(srids) == {4490}
+                text(
+                    "SELECT f_geometry_column, srid FROM geometry_columns "
+                    "WHERE f_table_schema = 'public'"
+                )
+            ).all()
+            # stored in CGCS2000; only the tile copies (…_3857) are Web Mercator
+            assert {srid for column, srid in srids if not column.endswith("_3857")} == {4490}
+            assert {column for column, srid in srids if srid == 3857} == {
+                "footprint_3857",
+                "geom_3857",
+            }
             gist = conn.execute(
                 text("SELECT indexname FROM pg_indexes WHERE indexdef LIKE '%USING gist%'")
             ).scalars()
@@ -50,6 +61,8 @@ def test_upgrade_from_empty_then_downgrade_to_nothing(empty_db_url):
                 "ix_address_door_plate",
                 "ix_footprint_geom",
                 "ix_footprint_anchor",
+                "ix_building_footprint_3857",
+                "ix_footprint_geom_3857",
             }
 
         migrate.downgrade(engine)
