@@ -1,10 +1,10 @@
 """Vector tiles over HTTP: XYZ (MVT and clipped GeoJSON), TileJSON 3.0 and OGC API – Tiles.
 
-Caching: a tile's ETag hashes its layers' data versions in the tile's envelope (see
-:mod:`registry.tiles`), so an edit changes the ETag of exactly the tiles it touches.
+Caching: a tile's ETag hashes its layers' data versions around the tile (see
+:mod:`registry.tiles`), so an edit changes the ETag of the tiles near it and no others.
 ``Cache-Control: public, no-cache`` makes clients and proxies keep tiles but revalidate
-each use: an editor sees a change on the next view, and a revalidation costs one indexed
-version query and a bodiless 304. Built tiles are kept in an in-process LRU keyed by
+each use: an editor sees a change on the next view, and a revalidation costs one index
+range scan and a bodiless 304. Built tiles are kept in an in-process LRU keyed by
 ETag. An MVT tile with no features is ``204 No Content`` (OGC API – Tiles' advice);
 a GeoJSON one is an empty FeatureCollection (200), which JSON clients can parse.
 """

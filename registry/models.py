@@ -374,3 +374,15 @@ class FootprintCoverState(Base):
     covered: Mapped[bool]
 
     __table_args__ = (Index(None, "community_code"),)
+
+
+class TileCell(Base):
+    """A version counter per layer and WebMercatorQuad zoom-16 cell, bumped by triggers on
+    every change a layer can show (migration 0005); a tile's ETag sums those around it."""
+
+    __tablename__ = "tile_cell"
+
+    layer: Mapped[str] = mapped_column(Text, primary_key=True)
+    x: Mapped[int] = mapped_column(primary_key=True)
+    y: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, server_default="1")

@@ -5,11 +5,11 @@ the layers concatenated) or GeoJSON clipped to the tile (``json_build_object`` p
 Every statement is SQLAlchemy Core over the collection's ``source()`` with z/x/y, SRIDs and
 sizes as bound parameters.
 
-The tile's *version* is what its ETag hashes: for each layer, cheap index-driven aggregates
-(count, last ``updated_at``, a sum of key hashes) over the rows the layer's features are made
-of within the tile's envelope, including the tables a derived property reads (a building's
-address label, a footprint's community, a community's rates). An edit changes the version of
-exactly the tiles whose envelope holds a row it touched.
+The tile's *version* is what its ETag hashes: for each layer, the sum of the version
+counters of the zoom-16 cells around the tile, which triggers bump for every change the
+layer can show, including in the tables a derived property reads (a building's address
+label, a footprint's community, a community's rates; migration 0005). An edit changes the
+version of the tiles near it, and of no others; reading a version is one index range scan.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from sqlalchemy import (
     Select,
     Table,
     Text,
+    and_,
     bindparam,
     cast,
-    extract,
     func,
     literal,
     or_,
@@ -62,7 +62,7 @@ EXTENT = 4096  # MVT coordinate units per tile side
 BUFFER = 64  # MVT units kept beyond each tile edge, so strokes and labels join across tiles
 DISPLAY_PIXELS = 512  # MapLibre draws a vector tile 512 px wide: "a pixel" is 1/512 of a tile
 GEOJSON_DIGITS = 7  # decimal degrees: ~1 cm, under a pixel up to z24
-ENCODING = "tiles-1"  # bump when the encoding changes, so that older ETags stop matching
+ENCODING = "tiles-2"  # bump when the encoding changes, so that older ETags stop matching
 EMPTY_FEATURE_COLLECTION = b'{"type":"FeatureCollection","features":[]}'
 
 
@@ -401,125 +401,45 @@ def _table(name: str) -> Table:
     return models.Base.metadata.tables[name]
 
 
-def rows_version(table: Table, where: ColumnElement) -> Any:
-    """'count:last updated_at:sum of key hashes' of the matching rows, as one text value.
+CELL_ZOOM = 16  # the grid of tile_cell (migration 0005)
+WORLD_CELL = -1  # the cell a change too large to list by cells bumps instead
 
-    count and max(updated_at) catch inserts, deletes and edits that stamp ``updated_at``;
-    the hash sum catches a delete plus an insert that leaves both unchanged.
+
+def cell_range(tile: TileAddress) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the zoom-16 cells meeting the tile widened by its MVT buffer.
+
+    A change whose box meets the widened tile bumps one of these cells, since cells tile
+    the plane; a millimetre more on each side absorbs rounding at cell edges.
     """
-    key = next(iter(table.primary_key.columns))
+    size = 2 * HALF_WORLD / 2**CELL_ZOOM
+    margin = tile.width_m * BUFFER / EXTENT + 1e-3
+    west = -HALF_WORLD + tile.x * tile.width_m - margin
+    north = HALF_WORLD - tile.y * tile.width_m + margin
+    east, south = west + tile.width_m + 2 * margin, north - tile.width_m - 2 * margin
+    last = 2**CELL_ZOOM - 1
     return (
-        select(
-            func.concat_ws(
-                ":",
-                func.count(),
-                extract("epoch", func.max(table.c.updated_at)),
-                func.sum(func.hashtext(cast(key, Text))),
-            )
-        )
-        .where(where)
-        .scalar_subquery()
+        max(0, math.floor((west + HALF_WORLD) / size)),
+        max(0, math.floor((HALF_WORLD - north) / size)),
+        min(last, math.floor((east + HALF_WORLD) / size)),
+        min(last, math.floor((HALF_WORLD - south) / size)),
     )
 
 
-def extent_of(geom: ColumnElement, where: ColumnElement) -> Any:
-    """The bounding box (a 4490 polygon) of ``geom`` over the matching rows; null if none."""
-    box = func.geometry(func.ST_Extent(geom))
-    return (
-        select(func.ST_SetSRID(box, bindparam("storage_srid", STORAGE_SRID)))
-        .where(where)
-        .scalar_subquery()
+def version_statement() -> Select:
+    """Per layer (``tile_layers``), the sum of its cell versions in the tile's range and of
+    its world cell: versions only grow, so the sum changes exactly when a change nearby
+    (or a very large one) was committed."""
+    cell = _table("tile_cell")
+    in_range = and_(
+        cell.c.x.between(bindparam("cell_x0"), bindparam("cell_x1")),
+        cell.c.y.between(bindparam("cell_y0"), bindparam("cell_y1")),
     )
-
-
-def _buildings_version() -> list[Any]:
-    building, address = _table("building"), _table("address")
-    in_tile = select(building.c.id).where(overlaps_tile(building.c.footprint))
-    return [
-        rows_version(building, overlaps_tile(building.c.footprint)),
-        rows_version(address, address.c.building_id.in_(in_tile)),  # address_label
-    ]
-
-
-def _addresses_version() -> list[Any]:
-    address = _table("address")
-    return [rows_version(address, overlaps_tile(address.c.door_plate))]
-
-
-def _footprints_version() -> list[Any]:
-    footprint, community = _table("footprint"), _table("community")
-    near = extent_of(footprint.c.geom, overlaps_tile(footprint.c.geom))
-    return [
-        rows_version(footprint, overlaps_tile(footprint.c.geom)),
-        # community_code: the community holding the point-on-surface, which may lie
-        # outside the tile but never outside the footprints' own extent
-        rows_version(community, community.c.boundary.bool_op("&&")(near)),
-    ]
-
-
-def _coverage_gaps_version() -> list[Any]:
-    """Gaps are footprints less than half covered by on-map buildings: both tables count,
-    the buildings wherever they meet a footprint of the tile (even outside the tile)."""
-    building = _table("building")
-    footprint = _table("footprint")
-    near = extent_of(footprint.c.geom, overlaps_tile(footprint.c.geom))
-    return [
-        *_footprints_version(),
-        rows_version(building, building.c.footprint.bool_op("&&")(near)),
-    ]
-
-
-def _communities_version() -> list[Any]:
-    """A community's rates count its buildings, footprints, labels and residents.
-
-    The dependencies of the communities in the tile: their buildings (by code) and the
-    buildings meeting their footprints, those buildings' addresses, the footprints within
-    their extent, their residents and the rooms (and the rooms' buildings) they live in.
-    """
-    community, building, address = _table("community"), _table("building"), _table("address")
-    footprint, room, residence = _table("footprint"), _table("room"), _table("residence")
-    codes = select(community.c.code).where(overlaps_tile(community.c.boundary))
-    area = extent_of(community.c.boundary, overlaps_tile(community.c.boundary))
-    footprints_near = extent_of(footprint.c.geom, footprint.c.geom.bool_op("&&")(area))
-    rooms = select(residence.c.room_id).where(residence.c.community_code.in_(codes))
-    room_buildings = select(room.c.building_id).where(room.c.id.in_(rooms))
-    own_buildings = select(building.c.id).where(building.c.community_code.in_(codes))
-    return [
-        rows_version(community, overlaps_tile(community.c.boundary)),
-        rows_version(
-            building,
-            or_(
-                building.c.community_code.in_(codes),
-                building.c.footprint.bool_op("&&")(footprints_near),
-                building.c.id.in_(room_buildings),
-            ),
-        ),
-        rows_version(address, address.c.building_id.in_(own_buildings)),
-        rows_version(footprint, footprint.c.geom.bool_op("&&")(area)),
-        rows_version(room, room.c.id.in_(rooms)),
-        rows_version(residence, residence.c.community_code.in_(codes)),
-    ]
-
-
-VERSION_PARTS: dict[str, Callable[[], list[Any]]] = {
-    "buildings": _buildings_version,
-    "addresses": _addresses_version,
-    "footprints": _footprints_version,
-    "coverage-gaps": _coverage_gaps_version,
-    "communities": _communities_version,
-}
-
-
-def version_statement(collection: Collection) -> Select:
-    """One row of version texts for the layer in the tile (see :data:`VERSION_PARTS`).
-
-    A collection without an entry falls back to its own table's rows in the tile.
-    """
-    parts = VERSION_PARTS.get(collection.id)
-    if parts is not None:
-        return select(*parts())
-    table = _table(collection.table)
-    return select(rows_version(table, overlaps_tile(table.c[collection.geometry_column])))
+    world = and_(cell.c.x == WORLD_CELL, cell.c.y == WORLD_CELL)
+    return (
+        select(cell.c.layer, func.sum(cell.c.version))
+        .where(cell.c.layer == func.any(bindparam("tile_layers")), or_(in_range, world))
+        .group_by(cell.c.layer)
+    )
 
 
 def tile_version(
@@ -528,27 +448,33 @@ def tile_version(
     collections: Sequence[Collection],
     fmt: Format,
 ) -> str:
-    """The tile's ETag value: a hash of the layers' data versions and of what shapes the tile.
-
-    Layers outside their zoom range need no query (``conn`` may be None if all are).
-    """
-    layers: list[Any] = []
-    for collection in collections:
-        state: Any = None
-        if in_zoom(collection, tile.z):
-            assert conn is not None, "a layer in range needs a connection"
-            params = layer_params(collection, tile, fmt)
-            state = list(conn.execute(version_statement(collection), params).one())
-        layers.append(
-            [
-                collection.id,
-                collection.min_zoom,
-                collection.max_zoom,
-                collection.tile_feature_cap,
-                collection.params(),
-                state,
-            ]
-        )
+    """The tile's ETag value: a hash of its layers' cell versions and of what shapes the
+    tile. One index range scan; layers outside their zoom range need no query (``conn``
+    may be None if all are)."""
+    drawn = [c.id for c in collections if in_zoom(c, tile.z)]
+    versions: dict[str, int] = {}
+    if drawn:
+        assert conn is not None, "a layer in range needs a connection"
+        x0, y0, x1, y1 = cell_range(tile)
+        params = {
+            "tile_layers": drawn,
+            "cell_x0": x0,
+            "cell_y0": y0,
+            "cell_x1": x1,
+            "cell_y1": y1,
+        }
+        versions = {layer: int(v) for layer, v in conn.execute(version_statement(), params)}
+    layers = [
+        [
+            c.id,
+            c.min_zoom,
+            c.max_zoom,
+            c.tile_feature_cap,
+            c.params(),
+            versions.get(c.id, 0) if c.id in drawn else None,
+        ]
+        for c in collections
+    ]
     key = json.dumps([ENCODING, fmt, tile.z, tile.x, tile.y, layers], default=str)
     return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 

@@ -631,3 +631,46 @@ def test_errors_are_problems_naming_the_parameter(api_client, path, status, para
     assert body["status"] == status
     assert [e["parameter"] for e in body["errors"]] == [parameter]
     assert repr(parameter) in body["detail"]
+
+
+def test_a_residents_change_reaches_the_communities_tiles_through_the_rates(
+    session, fresh_client
+):
+    """Rates read rooms and residents, which have no geometry: the counters' triggers
+    bump the community's cells (migration 0005), so its tiles change and a far tile not."""
+    add_community(session)
+    add_building(session, "A", 114.3901, 30.5051, 1e-4)
+    session.execute(text("INSERT INTO room (id, building_id, number) VALUES ('R1', 'A', '101')"))
+    session.execute(
+        text(
+            "INSERT INTO community (code, name, street_code, district_code, boundary) "
+            "VALUES ('420111002006', '远社区', '420111002', '420111', "
+            "ST_Multi(ST_MakeEnvelope(114.60, 30.40, 114.70, 30.50, 4490)))"
+        )
+    )
+    session.commit()
+    near = tile_path("communities", 114.3902, 30.5052, 12)
+    far = tile_path("communities", 114.65, 30.45, 12)
+    assert near != far
+    first_near, first_far = fresh_client.get(near), fresh_client.get(far)
+    assert first_near.status_code == first_far.status_code == 200
+    person = session.execute(
+        text(
+            "INSERT INTO person (id_hmac, id_cipher, id_tail, name) "
+            "VALUES ('\\x01', '\\x02', '0001', '测试') RETURNING id"
+        )
+    ).scalar_one()
+    session.execute(
+        text(
+            "INSERT INTO residence (person_id, room_id, community_code, category) "
+            "VALUES (:p, 'R1', :c, 'household')"
+        ),
+        {"p": person, "c": COMMUNITY},
+    )
+    session.commit()
+    after = fresh_client.get(near, headers={"If-None-Match": first_near.headers["etag"]})
+    assert after.status_code == 200 and after.headers["etag"] != first_near.headers["etag"]
+    (feature,) = decode(after.content)["communities"]["features"]
+    assert feature["properties"]["residents_on_map"] == 1
+    again = fresh_client.get(far, headers={"If-None-Match": first_far.headers["etag"]})
+    assert again.status_code == 304

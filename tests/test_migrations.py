@@ -24,6 +24,7 @@ TABLES = {
     "community_count",
     "community_resident_count",
     "footprint_cover_state",
+    "tile_cell",
 }
 
 
