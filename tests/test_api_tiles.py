@@ -633,9 +633,7 @@ def test_errors_are_problems_naming_the_parameter(api_client, path, status, para
     assert repr(parameter) in body["detail"]
 
 
-def test_a_residents_change_reaches_the_communities_tiles_through_the_rates(
-    session, fresh_client
-):
+def test_a_residents_change_reaches_the_communities_tiles_through_the_rates(session, fresh_client):
     """Rates read rooms and residents, which have no geometry: the counters' triggers
     bump the community's cells (migration 0005), so its tiles change and a far tile not."""
     add_community(session)

@@ -388,9 +388,7 @@ def upgrade() -> None:
         sa.Column("moved_out", sa.Date),
         sa.Column("residents", sa.Integer, nullable=False),
         sa.Column("residents_on_map", sa.Integer, nullable=False),
-        sa.UniqueConstraint(
-            "code", "moved_out", postgresql_nulls_not_distinct=True
-        ),
+        sa.UniqueConstraint("code", "moved_out", postgresql_nulls_not_distinct=True),
     )
     op.create_table(
         "footprint_cover_state",
@@ -412,7 +410,12 @@ def upgrade() -> None:
         "ix_footprint_cover_state_community_code", "footprint_cover_state", ["community_code"]
     )
     for function in (
-        DEFERRED, LOCK_AND_COUNT, ADD_RESIDENTS, COUNT_RESIDENCES, REFRESH_COVER, REFRESH_ALL
+        DEFERRED,
+        LOCK_AND_COUNT,
+        ADD_RESIDENTS,
+        COUNT_RESIDENCES,
+        REFRESH_COVER,
+        REFRESH_ALL,
     ):
         op.execute(function)
     for table in TRIGGER_BODIES:
