@@ -115,7 +115,7 @@ async def write_file(request: Request, spec: ExportSpec, path: Path) -> int:
     query, params = export_query(spec)
     writer = open_writer(spec, path)
     try:
-        async with request.app.state.database.connect() as conn:
+        async with request.app.state.database.snapshot() as conn:
             result = await conn.stream(query, params)
             async for rows in result.partitions(BATCH_SIZE):
                 await anyio.to_thread.run_sync(writer.write, rows)

@@ -1,21 +1,19 @@
 """OGC API – Features (Part 1 core, Part 2 CRS, Part 3 queryables and CQL2 filter).
 
-Pages are built as GeoJSON by PostgreSQL (:mod:`registry.features`) and streamed to
-the client row by row from a server-side cursor; nothing holds a whole page in memory.
+Pages are built as GeoJSON by PostgreSQL (:mod:`registry.features`): a page's features
+arrive as one comma-joined text with its count, in one round trip, and are wrapped in the
+FeatureCollection without being parsed. A page is bounded (10,000 features at most).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from typing import Any
 from urllib.parse import urlencode
 
-import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import Select, and_, bindparam
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -33,13 +31,13 @@ from registry.features import (
     exact_extent_select,
     item_select,
     items_select,
+    page_select,
 )
 
 router = APIRouter(include_in_schema=False)  # declared by hand in api.openapi
 
 GEOJSON = "application/geo+json"
 SCHEMA_JSON = "application/schema+json"
-STREAM_BATCH = 500
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
@@ -301,73 +299,36 @@ async def items(request: Request, collectionId: str) -> Response:
     database = request.app.state.database
     headers = {"Content-Crs": f"<{crs.uri}>"}
 
-    matched: int | None = None
-    if query.after is None:
-        async with database.connect() as conn:
-            total = (await conn.execute(count, bound)).scalar_one()
-        matched = total if total <= MAX_COUNT else None
-
     if fmt == "html":
+        matched: int | None = None
+        if query.after is None:
+            async with database.connect() as conn:
+                total = (await conn.execute(count, bound)).scalar_one()
+            matched = total if total <= MAX_COUNT else None
         return await html_items(request, collection, page, bound, query, matched)
 
-    stack = AsyncExitStack()
-    conn = await stack.enter_async_context(database.connect())
-    try:
-        result = await conn.stream(page, bound)
-        first = await result.fetchmany(STREAM_BATCH)
-    except BaseException:
-        await stack.aclose()
-        raise
-    body = stream_page(request, stack, result, first, query, matched, fmt)
-    return StreamingResponse(body, media_type=GEOJSON, headers=headers)
-
-
-async def stream_page(
-    request: Request,
-    stack: AsyncExitStack,
-    result,
-    first,
-    query: ItemsQuery,
-    matched: int | None,
-    fmt: str,
-) -> AsyncIterator[bytes]:
-    """``{"type":"FeatureCollection","features":[`` … features … then counts and links."""
-    try:
-        yield b'{"type":"FeatureCollection","features":['
-        returned = 0
-        last_id: str | None = None
-        has_more = False
-        rows = first
-        while rows:
-            chunk = []
-            for row in rows:
-                if returned == query.limit:
-                    has_more = True
-                    break
-                chunk.append(row.feature)
-                returned += 1
-                last_id = row.id
-            if chunk:
-                yield (("," if returned > len(chunk) else "") + ",".join(chunk)).encode()
-            if has_more:
-                break
-            rows = await result.fetchmany(STREAM_BATCH)
-        links = self_links(request, fmt, GEOJSON)
-        if has_more and last_id is not None:
-            links.append(next_link(request, last_id, query.limit))
-        tail: dict[str, Any] = {
-            "numberReturned": returned,
-            "timeStamp": dt.datetime.now(dt.UTC)
-            .isoformat(timespec="seconds")
-            .replace("+00:00", "Z"),
-            "links": links,
-        }
-        if matched is not None:
-            tail["numberMatched"] = matched
-        yield ("]," + json.dumps(tail, ensure_ascii=False)[1:]).encode()
-    finally:
-        with anyio.CancelScope(shield=True):
-            await stack.aclose()
+    document = page_select(page, query.limit, count if query.after is None else None)
+    async with database.connect() as conn:
+        row = (await conn.execute(document, bound)).one()
+    links = self_links(request, fmt, GEOJSON)
+    if row.more and row.last_id is not None:
+        links.append(next_link(request, row.last_id, query.limit))
+    tail: dict[str, Any] = {
+        "numberReturned": row.returned,
+        "timeStamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "links": links,
+    }
+    if row.matched is not None and row.matched <= MAX_COUNT:
+        tail["numberMatched"] = row.matched
+    body = "".join(
+        (
+            '{"type":"FeatureCollection","features":[',
+            row.features or "",
+            "],",
+            json.dumps(tail, ensure_ascii=False)[1:],
+        )
+    )
+    return Response(body.encode(), media_type=GEOJSON, headers=headers)
 
 
 async def html_items(

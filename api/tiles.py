@@ -200,17 +200,22 @@ async def serve_tile(
     """The tile in ``fmt``: 304 if the client's copy is current, else from cache or built."""
     gz = accepts_gzip(request)
     if any(tiles.in_zoom(c, tile.z) for c in collections):
-        async with request.app.state.database.connect() as conn:
-            # one snapshot for the version and the build, so the ETag describes the body
-            await conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            version = await conn.run_sync(tiles.tile_version, tile, collections, fmt)
-            if not_modified(request, version):
-                return Response(status_code=304, headers=validators(version, gz))
-            cache = tile_cache(request)
-            built = cache.get(version)
-            if built is None:
-                built = await conn.run_sync(tiles.render_tile, tile, collections, fmt)
-                cache.put(version, built)
+        database = request.app.state.database
+        cache = tile_cache(request)
+        async with database.connect() as conn:  # one statement: the cells' versions
+            version = await current_version(conn, tile, collections, fmt)
+        if not_modified(request, version):
+            return Response(status_code=304, headers=validators(version, gz))
+        built = cache.get(version)
+        if built is None:
+            async with database.snapshot() as conn:
+                # the version again, in the snapshot the tile is built from, so that the
+                # ETag describes exactly this body even if an edit landed in between
+                version = await current_version(conn, tile, collections, fmt)
+                built = cache.get(version)
+                if built is None:
+                    built = await conn.run_sync(tiles.render_tile, tile, collections, fmt)
+                    cache.put(version, built)
     else:  # every layer is outside its zoom range: empty, no query
         version = tiles.tile_version(None, tile, collections, fmt)
         if not_modified(request, version):
@@ -227,6 +232,17 @@ async def serve_tile(
         headers["Content-Encoding"] = "gzip"
         body = built.gzipped()
     return Response(body, headers=headers, media_type=built.media_type)
+
+
+async def current_version(
+    conn: Any, tile: tiles.TileAddress, collections: list[Collection], fmt: tiles.Format
+) -> str:
+    """The tile's ETag value (:func:`registry.tiles.tile_version`), queried asynchronously."""
+    params = tiles.version_params(tile, collections)
+    versions = {}
+    if params is not None:
+        versions = {row[0]: int(row[1]) for row in await conn.execute(tiles.VERSIONS, params)}
+    return tiles.version_key(tile, collections, fmt, versions)
 
 
 def validators(version: str, gz: bool) -> dict[str, str]:

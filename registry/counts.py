@@ -27,10 +27,16 @@ def resume_counts(session: Session) -> None:
     session.execute(text("SELECT set_config('registry.defer_counts', 'off', true)"))
 
 
+DERIVED_TABLES = ("footprint_cover_state", "community_count", "community_resident_count")
+
+
 def recount(session: Session) -> None:
     """Recompute every footprint's cover and every community's counts from the rate
-    definitions (what a deferred bulk load does once at its end)."""
+    definitions (what a deferred bulk load does once at its end), and refresh the
+    planner's statistics of those tables, which the next edit's triggers query."""
     session.execute(text("SELECT registry_refresh_all()"))
+    for table in DERIVED_TABLES:
+        session.execute(text(f"ANALYZE {table}"))  # names from this module, not from input
 
 
 def differences(session: Session, as_of: dt.date | None = None) -> list[dict[str, Any]]:

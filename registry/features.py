@@ -23,9 +23,11 @@ from sqlalchemy import (
     cast,
     func,
     literal,
+    null,
     select,
     true,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.elements import ColumnElement
 
 from geo.crs import DEFAULT, STORAGE_SRID, Crs
@@ -133,6 +135,24 @@ def items_select(query: ItemsQuery, source: FromClause | None = None) -> Select:
         .where(and_(true(), *where))
         .order_by(source.c.id)
         .limit(query.limit + 1)
+    )
+
+
+def page_select(page: Select, limit: int, count: Select | None = None) -> Select:
+    """A whole page in one row and one round trip, from :func:`items_select`'s ``page``:
+    ``features`` (the Features joined by commas, in id order; null when none),
+    ``returned``, ``last_id``, ``more`` (whether a next page exists) and ``matched``
+    (from ``count``, or null). A page is at most 10,000 features, a few megabytes."""
+    rows = page.cte("page")
+    kept = select(rows.c.id, rows.c.feature).order_by(rows.c.id).limit(limit).subquery("kept")
+    joined = func.string_agg(kept.c.feature, aggregate_order_by(literal(","), kept.c.id))
+    matched = count.scalar_subquery() if count is not None else null()
+    return select(
+        select(joined).scalar_subquery().label("features"),
+        select(func.count()).select_from(kept).scalar_subquery().label("returned"),
+        select(func.max(kept.c.id)).scalar_subquery().label("last_id"),
+        (select(func.count()).select_from(rows).scalar_subquery() > limit).label("more"),
+        matched.label("matched"),
     )
 
 

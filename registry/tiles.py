@@ -442,28 +442,23 @@ def version_statement() -> Select:
     )
 
 
-def tile_version(
-    conn: Connection | None,
-    tile: TileAddress,
-    collections: Sequence[Collection],
-    fmt: Format,
-) -> str:
-    """The tile's ETag value: a hash of its layers' cell versions and of what shapes the
-    tile. One index range scan; layers outside their zoom range need no query (``conn``
-    may be None if all are)."""
+VERSIONS = version_statement()
+
+
+def version_params(tile: TileAddress, collections: Sequence[Collection]) -> dict | None:
+    """Parameters of :data:`VERSIONS` for the layers drawn at ``tile.z``; None if none is."""
     drawn = [c.id for c in collections if in_zoom(c, tile.z)]
-    versions: dict[str, int] = {}
-    if drawn:
-        assert conn is not None, "a layer in range needs a connection"
-        x0, y0, x1, y1 = cell_range(tile)
-        params = {
-            "tile_layers": drawn,
-            "cell_x0": x0,
-            "cell_y0": y0,
-            "cell_x1": x1,
-            "cell_y1": y1,
-        }
-        versions = {layer: int(v) for layer, v in conn.execute(version_statement(), params)}
+    if not drawn:
+        return None
+    x0, y0, x1, y1 = cell_range(tile)
+    return {"tile_layers": drawn, "cell_x0": x0, "cell_y0": y0, "cell_x1": x1, "cell_y1": y1}
+
+
+def version_key(
+    tile: TileAddress, collections: Sequence[Collection], fmt: Format, versions: dict[str, int]
+) -> str:
+    """The ETag value: a hash of the layers' versions (``versions``, by layer id) and of
+    everything else that shapes the tile (encoding, format, address, zoom range, cap)."""
     layers = [
         [
             c.id,
@@ -471,12 +466,28 @@ def tile_version(
             c.max_zoom,
             c.tile_feature_cap,
             c.params(),
-            versions.get(c.id, 0) if c.id in drawn else None,
+            versions.get(c.id, 0) if in_zoom(c, tile.z) else None,
         ]
         for c in collections
     ]
     key = json.dumps([ENCODING, fmt, tile.z, tile.x, tile.y, layers], default=str)
     return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+
+
+def tile_version(
+    conn: Connection | None,
+    tile: TileAddress,
+    collections: Sequence[Collection],
+    fmt: Format,
+) -> str:
+    """The tile's ETag value from its layers' cell versions: one index range scan; layers
+    outside their zoom range need no query (``conn`` may be None if all are)."""
+    params = version_params(tile, collections)
+    versions: dict[str, int] = {}
+    if params is not None:
+        assert conn is not None, "a layer in range needs a connection"
+        versions = {layer: int(v) for layer, v in conn.execute(VERSIONS, params)}
+    return version_key(tile, collections, fmt, versions)
 
 
 # ---------------------------------------------------------------- metadata
