@@ -25,4 +25,7 @@ class ApiSettings(Settings):
     basemap_attribution: str | None = Field(
         default=None, description="Attribution shown for the base map tiles."
     )
-    tile_cache_size: int = Field(default=2048, ge=0)
+    tile_cache_size: int = Field(default=2048, ge=0, description="tiles kept per worker")
+    tile_cache_mb: int = Field(
+        default=128, ge=0, description="megabytes of tile bodies kept per worker"
+    )

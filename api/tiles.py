@@ -105,10 +105,14 @@ def tile_responses(fmt: tiles.Format) -> dict[int | str, dict[str, Any]]:
 
 
 class TileCache:
-    """Built tiles by ETag value, least recently used evicted beyond ``size`` entries."""
+    """Built tiles by ETag value, least recently used evicted beyond ``size`` entries or
+    ``max_bytes`` of bodies (their gzipped copies, smaller, are not counted): a z12 tile
+    can be a megabyte or two, so a count alone does not bound a worker's memory."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_bytes: int = 128 * 2**20) -> None:
         self.size = size
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self.entries: OrderedDict[str, tiles.Tile] = OrderedDict()
 
     def get(self, key: str) -> tiles.Tile | None:
@@ -118,20 +122,28 @@ class TileCache:
         return tile
 
     def put(self, key: str, tile: tiles.Tile) -> None:
-        if self.size <= 0:
+        if self.size <= 0 or len(tile.body) > self.max_bytes:
             return
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self.bytes -= len(old.body)
         self.entries[key] = tile
-        self.entries.move_to_end(key)
-        while len(self.entries) > self.size:
-            self.entries.popitem(last=False)
+        self.bytes += len(tile.body)
+        while len(self.entries) > self.size or self.bytes > self.max_bytes:
+            _, evicted = self.entries.popitem(last=False)
+            self.bytes -= len(evicted.body)
 
 
 def tile_cache(request: Request) -> TileCache:
-    """The application's tile cache, made on first use (size ``settings.tile_cache_size``)."""
+    """The application's tile cache, made on first use (``settings.tile_cache_size``
+    entries, ``settings.tile_cache_mb`` megabytes, per worker process)."""
     state = request.app.state
     cache = getattr(state, "tile_cache", None)
     if cache is None:
-        cache = state.tile_cache = TileCache(state.settings.tile_cache_size)
+        settings = state.settings
+        cache = state.tile_cache = TileCache(
+            settings.tile_cache_size, settings.tile_cache_mb * 2**20
+        )
     return cache
 
 

@@ -389,6 +389,12 @@ def test_built_tiles_are_cached_by_etag(api_client, tile16, monkeypatch):
     assert cache.get("a") is None and cache.get("b") is not None
     cache.put("d", tiles.Tile(b"d", "mvt", empty=False))
     assert list(cache.entries) == ["b", "d"]  # c was the least recently used
+    small = api_tiles.TileCache(10, max_bytes=5)
+    for key in ("ab", "cd", "ef"):
+        small.put(key, tiles.Tile(key.encode(), "mvt", empty=False))
+    assert list(small.entries) == ["cd", "ef"] and small.bytes == 4  # bytes bound it
+    small.put("big", tiles.Tile(b"123456", "mvt", empty=False))  # larger than the whole
+    assert "big" not in small.entries
     disabled = api_tiles.TileCache(0)
     disabled.put("a", tiles.Tile(b"a", "mvt", empty=False))
     assert not disabled.entries
