@@ -122,28 +122,6 @@ LANGUAGE sql AS $$
 $$
 """
 
-COUNT_RESIDENCES = """
-CREATE FUNCTION registry_count_residences(rows residence[], sign integer) RETURNS void
-LANGUAGE plpgsql AS $$
--- count residence versions in (+1) or out (-1), placed when their room's building is on
--- the map now; the building is share-locked first, so a concurrent change that brings it
--- onto or off the map either waits for us (and then counts this residence) or has
--- committed already (and we read its outcome)
-BEGIN
-    PERFORM 1 FROM building
-    WHERE id IN (SELECT room.building_id FROM unnest(rows) x JOIN room ON room.id = x.room_id)
-    ORDER BY id FOR SHARE;
-    PERFORM registry_add_residents(ARRAY(
-        SELECT ROW(x.community_code, x.moved_out, sign, sign * (m.id IS NOT NULL)::integer)
-               ::community_resident_count
-        FROM unnest(rows) x
-        LEFT JOIN room ON room.id = x.room_id
-        LEFT JOIN on_map_building m ON m.id = room.building_id
-    ));
-END
-$$
-"""
-
 REFRESH_COVER = """
 CREATE FUNCTION registry_refresh_cover(ids text[]) RETURNS text[]
 LANGUAGE plpgsql AS $$
@@ -249,10 +227,6 @@ TRIGGER_BODIES = {
             JOIN residence r ON r.room_id = v.id
         ));
     """,
-    "residence": """
-        PERFORM registry_count_residences(removed, -1);
-        PERFORM registry_count_residences(added, 1);
-    """,
     "footprint": """
         -- its cover (a deleted footprint's went with it), and the communities holding its
         -- point-on-surface before and after
@@ -330,8 +304,57 @@ $$
 """
 
 
+def residence_delta(rows: str, sign: int) -> str:
+    """Count residence versions ``rows`` in (+1) or out (-1) by community and moved-out
+    date, placed when their room's building is on the map now. The buildings are
+    share-locked first, so a concurrent change bringing one onto or off the map either
+    waits for us (and then counts these residences) or committed first (and we read its
+    outcome). Set-based, so a bulk statement costs one join, not one step per row."""
+    return f"""
+        PERFORM 1 FROM building
+        WHERE id IN (SELECT room.building_id FROM {rows} x JOIN room ON room.id = x.room_id)
+        ORDER BY id FOR SHARE;
+        INSERT INTO community_resident_count AS k (code, moved_out, residents, residents_on_map)
+        SELECT x.community_code, x.moved_out, {sign} * count(*), {sign} * count(m.id)
+        FROM {rows} x
+        LEFT JOIN room ON room.id = x.room_id
+        LEFT JOIN on_map_building m ON m.id = room.building_id
+        GROUP BY x.community_code, x.moved_out
+        ON CONFLICT (code, moved_out) DO UPDATE SET
+            residents = k.residents + excluded.residents,
+            residents_on_map = k.residents_on_map + excluded.residents_on_map;
+    """
+
+
+def residence_trigger_function() -> str:
+    differs = " OR ".join(f"n.{c} IS DISTINCT FROM o.{c}" for c in RELEVANT["residence"])
+    pairs = f"old_rows o JOIN new_rows n ON n.id = o.id WHERE {differs}"
+    return f"""
+CREATE FUNCTION registry_counts_residence() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF registry_counts_deferred() THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        {residence_delta("new_rows", 1)}
+    ELSIF TG_OP = 'DELETE' THEN
+        {residence_delta("old_rows", -1)}
+    ELSE
+        {residence_delta(f"(SELECT o.* FROM {pairs})", -1)}
+        {residence_delta(f"(SELECT n.* FROM {pairs})", 1)}
+    END IF;
+    RETURN NULL;
+END
+$$
+"""
+
+
 def create_triggers(table: str) -> None:
-    op.execute(trigger_function(table))
+    if table == "residence":
+        op.execute(residence_trigger_function())
+    else:
+        op.execute(trigger_function(table))
     for event, tables in (
         ("INSERT", "NEW TABLE AS new_rows"),
         ("UPDATE", "NEW TABLE AS new_rows OLD TABLE AS old_rows"),
@@ -413,24 +436,22 @@ def upgrade() -> None:
         DEFERRED,
         LOCK_AND_COUNT,
         ADD_RESIDENTS,
-        COUNT_RESIDENCES,
         REFRESH_COVER,
         REFRESH_ALL,
     ):
         op.execute(function)
-    for table in TRIGGER_BODIES:
+    for table in (*TRIGGER_BODIES, "residence"):
         create_triggers(table)
     op.execute("SELECT registry_refresh_all()")
 
 
 def downgrade() -> None:
-    for table in reversed(TRIGGER_BODIES):
+    for table in ("residence", *reversed(TRIGGER_BODIES)):
         for event in ("insert", "update", "delete"):
             op.execute(f"DROP TRIGGER counts_{event} ON {table}")
         op.execute(f"DROP FUNCTION registry_counts_{table}()")
     op.execute("DROP FUNCTION registry_refresh_all()")
     op.execute("DROP FUNCTION registry_refresh_cover(text[])")
-    op.execute("DROP FUNCTION registry_count_residences(residence[], integer)")
     op.execute("DROP FUNCTION registry_add_residents(community_resident_count[])")
     op.execute("DROP FUNCTION registry_refresh_counts(text[], text[], text[])")
     op.execute("DROP FUNCTION registry_counts_deferred()")
