@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from operator import mul
 
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CHECK_CHARS = "10X98765432"
+_ZERO_WEIGHT = ord("0") * sum(WEIGHTS)  # what the ASCII codes add over the digits
 
 # First two digits of GB/T 2260 province-level codes, plus the residence-permit
 # prefixes 81/82/83 (Hong Kong, Macau, Taiwan residents).
@@ -44,8 +47,10 @@ class IdNumber:
 
 
 def check_character(first17: str) -> str:
-    """The GB 11643 check character for 17 leading digits."""
-    return CHECK_CHARS[sum(int(d) * w for d, w in zip(first17, WEIGHTS, strict=True)) % 11]
+    """The GB 11643 check character for 17 leading (ASCII) digits."""
+    if len(first17) != len(WEIGHTS):
+        raise ValueError(f"expected 17 digits, got {len(first17)}")
+    return CHECK_CHARS[(sum(map(mul, first17.encode("ascii"), WEIGHTS)) - _ZERO_WEIGHT) % 11]
 
 
 def parse_id_number(raw: str, *, today: dt.date | None = None) -> IdNumber:
@@ -75,6 +80,35 @@ def parse_id_number(raw: str, *, today: dt.date | None = None) -> IdNumber:
     if value[:2] not in KNOWN_PROVINCES:
         warning = f"region prefix {value[:6]} is not a known province code"
     return IdNumber(value=value, birth_date=birth, warning=warning)
+
+
+def plain_checker(today: dt.date | None = None) -> Callable[[str], bool]:
+    """A fast test for bulk loads: is ``value`` a number :func:`parse_id_number` accepts
+    as it is (already normalised), with no warning? False means "ask parse_id_number",
+    which says why. Birth dates are remembered, as a district repeats them."""
+    today = today or dt.date.today()
+    births: dict[str, bool] = {}
+
+    def plausible_birth(digits: str) -> bool:
+        try:
+            birth = dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
+        except ValueError:
+            return False
+        return birth.year >= 1870 and birth <= today
+
+    def check(value: str) -> bool:
+        if len(value) != 18 or value[:2] not in KNOWN_PROVINCES:
+            return False
+        first17 = value[:17]
+        if not (first17.isascii() and first17.isdigit()) or value[17] != check_character(first17):
+            return False
+        digits = value[6:14]
+        known = births.get(digits)
+        if known is None:
+            known = births[digits] = plausible_birth(digits)
+        return known
+
+    return check
 
 
 def mask(value: str) -> str:

@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -36,20 +37,23 @@ class IdentityVault:
     cipher_key: bytes
     hmac_key: bytes
 
+    @cached_property
+    def _aesgcm(self) -> AESGCM:
+        """One cipher object for all rows: building one per row costs more than the work."""
+        return AESGCM(self.cipher_key)
+
     def lookup_key(self, id_number: str) -> bytes:
         """Deterministic keyed HMAC: the same number always gives the same look-up key."""
-        return hmac.new(self.hmac_key, id_number.encode("ascii"), hashlib.sha256).digest()
+        return hmac.digest(self.hmac_key, id_number.encode("ascii"), "sha256")
 
     def encrypt(self, id_number: str, lookup_key: bytes) -> bytes:
         """Nonce + AES-GCM ciphertext, bound to its row's look-up key as associated data."""
         nonce = os.urandom(NONCE_BYTES)
-        return nonce + AESGCM(self.cipher_key).encrypt(nonce, id_number.encode(), lookup_key)
+        return nonce + self._aesgcm.encrypt(nonce, id_number.encode(), lookup_key)
 
     def decrypt(self, blob: bytes, lookup_key: bytes) -> str:
         try:
-            plain = AESGCM(self.cipher_key).decrypt(
-                blob[:NONCE_BYTES], blob[NONCE_BYTES:], lookup_key
-            )
+            plain = self._aesgcm.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], lookup_key)
         except InvalidTag:
             raise RegistryError("identity number cannot be decrypted with this key") from None
         return plain.decode()

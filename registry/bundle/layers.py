@@ -14,13 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+import shapely
 from shapely.geometry.base import BaseGeometry
 
-from geo.extent import check_extent
+from geo.extent import check_extent, in_china
 from geo.polygons import prepare_footprint, prepare_point
 from registry.bundle.problems import Problem
 from registry.bundle.read import EXTRA_VALUES, LayerFile, Record
-from registry.idnumber import IdNumberError, parse_id_number
+from registry.idnumber import IdNumberError, parse_id_number, plain_checker
 from registry.models import BUILDING_STATUSES, RESIDENT_CATEGORIES
 
 IDENTIFIER = re.compile(r"^[^\s\x00-\x1f]{1,64}$")
@@ -181,6 +183,8 @@ class RowCheck:
     def geometry(self, spec: LayerSpec) -> BaseGeometry | None:
         """The record's geometry, checked for type and extent; invalid polygons repaired."""
         record = self.record
+        if record.geometry_ready:
+            return record.geometry
         if record.geometry_error:
             self.error("geometry", record.geometry_error)
             return None
@@ -203,6 +207,33 @@ class RowCheck:
         if getattr(prepared, "warning", None):
             self.warn("geometry", prepared.warning)
         return prepared.geometry
+
+
+def prepare_geometries(records: list[Record], spec: LayerSpec) -> None:
+    """Check a layer's geometries in bulk, as :meth:`RowCheck.geometry` would one by one,
+    and mark those it would return as they are now stored, with nothing to report: valid
+    2D (Multi)Polygons or finite 2D Points inside China's extent. Any other geometry is
+    left for the row-by-row check, which says what is wrong with it."""
+    geoms = np.array([*(r.geometry for r in records), None], dtype=object)[:-1]
+    types = shapely.get_type_id(geoms)
+    if spec.geometry == "polygon":
+        wanted = [shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON]
+    else:
+        wanted = [shapely.GeometryType.POINT]
+    at = np.flatnonzero(np.isin(types, wanted) & ~shapely.is_empty(geoms))
+    flat = shapely.force_2d(geoms[at])
+    if spec.geometry == "polygon":
+        single = types[at] == shapely.GeometryType.POLYGON
+        flat[single] = shapely.multipolygons(flat[single][:, np.newaxis])
+        low_x, low_y, high_x, high_y = shapely.bounds(flat).T
+        ok = shapely.is_valid(flat) & in_china(low_x, low_y) & in_china(high_x, high_y)
+    else:
+        x, y = shapely.get_coordinates(flat).T
+        ok = np.isfinite(x) & np.isfinite(y) & in_china(x, y)
+    for index, geometry in zip(at[ok], flat[ok], strict=True):
+        record = records[index]
+        if record.geometry_error is None:
+            record.geometry, record.geometry_ready = geometry, True
 
 
 def check_community(row: RowCheck) -> dict[str, Any]:
@@ -336,10 +367,153 @@ def check_columns(layer_file: LayerFile) -> list[Problem]:
     return problems
 
 
-def check_row(layer_file: LayerFile, record: Record, problems: list[Problem]) -> dict | None:
-    """The values to store for ``record``, or None when it has errors (all reported)."""
+# the values each check returns, in order: a checked row travels as a tuple of them
+VALUES: dict[str, tuple[str, ...]] = {
+    "communities": (
+        "code",
+        "name",
+        "street_code",
+        "street_name",
+        "district_code",
+        "district_name",
+        "boundary",
+    ),
+    "footprints": ("id", "source", "geom"),
+    "buildings": ("id", "community_code", "name", "footprint", "floors", "use", "status"),
+    "addresses": (
+        "code",
+        "community_code",
+        "building_id",
+        "road",
+        "house_number",
+        "compound",
+        "building_no",
+        "door_plate",
+    ),
+    "rooms": ("id", "building_id", "unit", "floor", "number", "use"),
+    "residents": (
+        "id_number",
+        "name",
+        "community_code",
+        "room_id",
+        "address",
+        "category",
+        "moved_in",
+        "moved_out",
+    ),
+}
+
+
+def check_row(layer_file: LayerFile, record: Record, problems: list[Problem]) -> tuple | None:
+    """The values to store for ``record`` (in :data:`VALUES` order), or None when it has
+    errors (all reported)."""
     row = RowCheck(layer_file, record, problems)
     if EXTRA_VALUES in record.values:
         row.error(None, f"has {len(record.values[EXTRA_VALUES])} more values than the header")
     values = ROW_CHECKS[layer_file.layer](row)
-    return values if row.ok else None
+    return tuple(values[name] for name in VALUES[layer_file.layer]) if row.ok else None
+
+
+# ---------------------------------------------------------------- fast checks of CSV rows
+#
+# A fast check takes a row's raw cells and returns its values only when the full check
+# above would accept the row as it is, with no problem or warning, and return the same
+# values; otherwise None, and the row goes through the full check, which says why. So a
+# fast check may be stricter than the full one, never looser.
+
+FastCheck = Callable[[list[str]], tuple | None]
+
+
+def fast_check(layer: str, header: tuple[str, ...]) -> FastCheck | None:
+    """The fast check of a CSV layer with this header, if it has one."""
+    make = FAST_CHECKS.get(layer)
+    if make is None or len(set(header)) != len(header):
+        return None
+    if not set(LAYERS[layer].required) <= set(header):
+        return None
+    return make({name: i for i, name in enumerate(header)}, len(header))
+
+
+def optional_cell(cells: list[str], index: int | None) -> str | None:
+    return (cells[index].strip() or None) if index is not None else None
+
+
+def fast_room(columns: dict[str, int], width: int) -> FastCheck:
+    i_id, i_building, i_number = columns["id"], columns["building_id"], columns["number"]
+    i_unit, i_floor, i_use = columns.get("unit"), columns.get("floor"), columns.get("use")
+    is_id = IDENTIFIER.match
+    low, high = FLOOR_RANGE
+
+    def check(cells: list[str]) -> tuple | None:
+        if len(cells) != width:
+            return None
+        room_id, building_id = cells[i_id].strip(), cells[i_building].strip()
+        number = cells[i_number].strip()
+        if not (number and room_id and building_id and is_id(room_id) and is_id(building_id)):
+            return None
+        floor_text = optional_cell(cells, i_floor)
+        floor = None
+        if floor_text is not None:
+            try:
+                floor = int(floor_text)
+            except ValueError:
+                return None
+            if floor == 0 or not low <= floor <= high:
+                return None
+        unit, use = optional_cell(cells, i_unit), optional_cell(cells, i_use)
+        return (room_id, building_id, unit, floor, number, use)
+
+    return check
+
+
+def fast_resident(columns: dict[str, int], width: int) -> FastCheck:
+    i_id, i_name = columns["id_number"], columns["name"]
+    i_community, i_category = columns["community_code"], columns["category"]
+    i_room, i_address = columns.get("room_id"), columns.get("address")
+    i_in, i_out = columns.get("moved_in"), columns.get("moved_out")
+    plain_id = plain_checker()
+    is_id = IDENTIFIER.match
+    dates: dict[str, dt.date] = {}  # a district repeats its dates: parse each once
+
+    def date(cells: list[str], index: int | None) -> dt.date | bool | None:
+        value = optional_cell(cells, index)
+        if value is None:
+            return None
+        found = dates.get(value)
+        if found is None:
+            try:
+                found = dates[value] = dt.date.fromisoformat(value)
+            except ValueError:
+                return False
+        return found
+
+    def check(cells: list[str]) -> tuple | None:
+        if len(cells) != width:
+            return None
+        id_number, name = cells[i_id].strip(), cells[i_name].strip()
+        community = cells[i_community].strip()
+        if not (name and plain_id(id_number)):
+            return None
+        if not (len(community) == 12 and community.isascii() and community.isdigit()):
+            return None
+        room_id, address = optional_cell(cells, i_room), optional_cell(cells, i_address)
+        if room_id is not None and (address is not None or not is_id(room_id)):
+            return None  # both given: the full check warns
+        category = cells[i_category].strip()
+        category = CATEGORY_ALIASES.get(category, category)
+        if category not in RESIDENT_CATEGORIES:
+            return None
+        moved_in, moved_out = date(cells, i_in), date(cells, i_out)
+        if moved_in is False or moved_out is False:
+            return None
+        if moved_in and moved_out and moved_out < moved_in:  # type: ignore[operator]
+            return None
+        return (id_number, name, community, room_id, address, category, moved_in, moved_out)
+
+    return check
+
+
+FAST_CHECKS: dict[str, Callable[[dict[str, int], int], FastCheck]] = {
+    "rooms": fast_room,
+    "residents": fast_resident,
+}

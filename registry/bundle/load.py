@@ -9,7 +9,7 @@ written.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,29 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from geo.chinacoords import SUPPORTED_CRS, OutsideChinaError, to_wgs84
-from registry.bundle.layers import LAYERS
-from registry.bundle.placement import import_source, queue_pending, resolve_addresses
+from registry.bundle.layers import LAYERS, VALUES, check_columns, prepare_geometries
+from registry.bundle.placement import (
+    ADDRESS,
+    ROOM,
+    Pending,
+    import_source,
+    place_addresses,
+    queue_pending,
+)
 from registry.bundle.problems import BundleError, Problem
-from registry.bundle.read import LayerFile, find_layer_file, read_layer
-from registry.bundle.validate import LOAD_ORDER, Validation, validate
-from registry.bundle.write import RESIDENT_COLUMNS, WriteCounts, write_residents, write_table
+from registry.bundle.read import LayerFile, csv_rows, find_layer_file, read_layer
+from registry.bundle.validate import LOAD_ORDER, LayerCheck, LayerPlan, Source, Validation
+from registry.bundle.write import (
+    CopyPipe,
+    FreshResidents,
+    FreshTable,
+    StagedResidents,
+    StagedTable,
+    Target,
+    WriteCounts,
+    reserve_person_ids,
+)
+from registry.counts import defer_counts, recount, resume_counts
 from registry.models import (
     SRID,
     Address,
@@ -34,18 +51,31 @@ from registry.models import (
     Community,
     Footprint,
     ImportLog,
+    Person,
+    Residence,
     Room,
 )
 from registry.vault import IdentityVault
 
-# layer -> (table, geometry column or None)
 TARGETS = {
-    "communities": (Community.__table__, "boundary"),
-    "footprints": (Footprint.__table__, "geom"),
-    "buildings": (Building.__table__, "footprint"),
-    "addresses": (Address.__table__, "door_plate"),
-    "rooms": (Room.__table__, None),
+    "communities": Community.__table__,
+    "footprints": Footprint.__table__,
+    "buildings": Building.__table__,
+    "addresses": Address.__table__,
+    "rooms": Room.__table__,
 }
+GEOMETRY_COLUMN = {
+    "communities": "boundary",
+    "footprints": "geom",
+    "buildings": "footprint",
+    "addresses": "door_plate",
+}
+# the tables each layer writes
+TABLES: dict[str, tuple[str, ...]] = {
+    **{layer: (table.name,) for layer, table in TARGETS.items()},
+    "residents": (Person.__tablename__, Residence.__tablename__),
+}
+BULK_BYTES = 8 << 20  # from this size on, the counters are recounted once at the end
 KEY_COLUMNS = {
     "communities": Community.code,
     "footprints": Footprint.id,
@@ -103,12 +133,14 @@ def read_bundle_info(path: Path) -> BundleInfo:
     return BundleInfo(path, name, canonical[crs.replace("-", "").upper()])
 
 
-def read_files(path: Path) -> dict[str, LayerFile]:
+def find_files(path: Path) -> dict[str, Path]:
+    """The file of each layer the bundle has; each is read when its layer's turn comes,
+    so parsing one overlaps with writing the one before, and only one is held."""
     files = {}
     for layer in LOAD_ORDER:
         found = find_layer_file(path, layer)
         if found is not None:
-            files[layer] = read_layer(found, layer, LAYERS[layer].fields)
+            files[layer] = found
     if not files:
         names = ", ".join(f"{layer}.*" for layer in LOAD_ORDER)
         raise BundleError(
@@ -135,108 +167,240 @@ def load_bundle(
 ) -> LoadReport:
     """Validate the bundle at ``path`` and, unless it has errors (or ``partial``), write it.
 
-    Raises :class:`BundleError` for a bundle that cannot be read at all.
+    Rows are written while they are checked, inside a savepoint that is rolled back
+    if the bundle turns out to have errors (and not ``partial``), so what the caller's
+    session sees is all or nothing. Raises :class:`BundleError` for a bundle that
+    cannot be read at all.
     """
     info = read_bundle_info(path)
-    files = read_files(path)
-    validation = validate(files, existing_keys(session))
-    report = LoadReport(info, validation)
-    geometries = convert_geometries(validation, info.crs)
-    if validation.errors and not partial:
-        return report
-    if "residents" in validation.plans and vault is None:
-        raise BundleError(Problem("residents.csv", None, None, "no identity keys to store it"))
-    for layer, plan in validation.plans.items():
-        if layer == "residents":
-            assert vault is not None
-            pending = resolve_addresses(session, plan, vault, validation.problems)
-            rows = [values for _, values in plan.accepted]
-            counts = write_residents(session, resident_rows(rows, vault))
-            queue_pending(session, pending, vault, import_source(info.name))
-        else:
-            rows = [values for _, values in plan.accepted]
-            counts = write_layer(session, layer, rows, geometries.get(layer, []))
-        report.counts[layer] = {
-            "read": len(plan.file.records),
-            "rejected": len(plan.rejected),
-            **counts.as_dict(),
-        }
-        log_file(session, report, plan.file)
-    analyze(session, validation.plans)
-    report.written = True
+    files = find_files(path)
+    report = LoadReport(info, Validation({}, []))
+    Loader(session, report, vault, partial).run(files)
     return report
 
 
-def write_layer(
-    session: Session, layer: str, rows: list[dict[str, Any]], ewkb: list[str | None]
-) -> WriteCounts:
-    """Upsert one layer's rows, with geometries swapped for their converted EWKB."""
-    if not rows:
-        return WriteCounts()
-    table, geometry_column = TARGETS[layer]
-    if geometry_column:
-        for values, geometry in zip(rows, ewkb, strict=True):
-            values[geometry_column] = geometry
-    key = [KEY_COLUMNS[layer].key]
-    return write_table(session, table, key, list(rows[0]), [tuple(v.values()) for v in rows])
+class Loader:
+    """One load: each layer streamed through its checks into COPY, in load order."""
+
+    def __init__(
+        self, session: Session, report: LoadReport, vault: IdentityVault | None, partial: bool
+    ) -> None:
+        self.session, self.report, self.vault, self.partial = session, report, vault, partial
+        self.validation = report.validation
+        self.lookup = existing_keys(session)
+        self.fresh: dict[str, bool] = {}
+        self.first_person_id = 0
+        self.release_person_ids: Callable[[int], None] | None = None
+        self.fresh_residents: FreshResidents | None = None
+        self.deferred_counts = False
+        self.pending: list[Pending] = []
+        self.pipe: CopyPipe
+
+    def run(self, files: dict[str, Path]) -> None:
+        savepoint = self.session.begin_nested()
+        self.pipe = CopyPipe(self.session)
+        try:
+            self.prepare(files)
+            for layer in LOAD_ORDER:
+                if layer in files:
+                    counts = self.load_layer(read_layer(files[layer], layer, LAYERS[layer].fields))
+                    plan = self.validation.plans[layer]
+                    self.report.counts[layer] = {
+                        "read": plan.read,
+                        "rejected": len(plan.rejected),
+                        **counts.as_dict(),
+                    }
+            self.pipe.drain()
+        except BaseException:
+            self.pipe.close(check=False)
+            savepoint.rollback()
+            raise
+        self.pipe.close()
+        if self.validation.failed() and not self.partial:
+            self.report.counts = {}
+            savepoint.rollback()
+            return
+        if "residents" in files and self.vault is None:
+            savepoint.rollback()
+            raise BundleError(Problem("residents.csv", None, None, "no identity keys to store it"))
+        self.complete()
+        savepoint.commit()
+        self.report.written = True
+
+    def prepare(self, files: dict[str, Path]) -> None:
+        """Which tables are empty (and so taken with a plain COPY, under a lock); whether
+        the counters wait for one recount at the end."""
+        for layer in LOAD_ORDER:
+            if layer in files:
+                self.fresh[layer] = all([take_if_empty(self.session, t) for t in TABLES[layer]])
+        if self.fresh.get("residents") and self.vault is not None:
+            self.first_person_id, self.release_person_ids = reserve_person_ids(self.session)
+        if sum(f.stat().st_size for f in files.values()) >= BULK_BYTES:
+            defer_counts(self.session)
+            self.deferred_counts = True
+
+    def writing(self) -> bool:
+        return self.partial or not self.validation.failed()
+
+    def existing(self, layer: str, keys: set[str]) -> set[str]:
+        self.pipe.drain()
+        return self.lookup(layer, keys)
+
+    def load_layer(self, layer_file: LayerFile) -> WriteCounts:
+        layer = layer_file.layer
+        problems = self.validation.problems
+        plan = self.validation.plans[layer] = LayerPlan(layer_file)
+        problems.extend(layer_file.warnings)
+        column_problems = check_columns(layer_file)
+        problems.extend(column_problems)
+        check = LayerCheck(plan, self.validation.plans, problems, self.existing)
+        if any(p.severity == "error" for p in column_problems):
+            for source in sources(layer_file):
+                record = check.record(source)
+                if record is not None:
+                    plan.read += 1
+                    plan.rejected.append(record)
+            return WriteCounts()
+        if layer in GEOMETRY_COLUMN:
+            return self.load_geometric(check)
+        target = self.target(layer) if self.writing() else None
+        placing: list[tuple[int, tuple]] = []  # residents given by address, placed at the end
+
+        def take(source: Source, values: tuple) -> None:
+            if layer == "residents" and values[ADDRESS] is not None and values[ROOM] is None:
+                placing.append((source.number, values))
+            elif target is not None and self.writing():
+                target.add(values)
+
+        for source in csv_rows(layer_file):
+            values = check.check(source)
+            if values is not None:
+                take(source, values)
+            elif check.lookup_due:
+                for held in check.resolve():
+                    take(*held)
+        for held in check.finish():
+            take(*held)
+        if placing and self.writing():
+            self.place(layer_file, sorted(placing), target)
+        return target.finish() if target is not None else WriteCounts()
+
+    def load_geometric(self, check: LayerCheck) -> WriteCounts:
+        """A geometric layer: checked whole, its geometries converted to EPSG:4490 in
+        one pass, then written."""
+        layer_file = check.plan.file
+        prepare_geometries(layer_file.records, LAYERS[layer_file.layer])
+        accepted = []
+        for record in layer_file.records:
+            values = check.check(record)
+            if values is not None:
+                accepted.append((record, values))
+            elif check.lookup_due:
+                accepted.extend(check.resolve())
+        accepted.extend(check.finish())
+        accepted.sort(key=lambda row: row[0].number)
+        layer_file.records = []  # what is still needed is in ``accepted`` and the plan
+        index = VALUES[layer_file.layer].index(GEOMETRY_COLUMN[layer_file.layer])
+        crs = self.report.bundle.crs
+        try:
+            ewkb = convert_geometries([values[index] for _, values in accepted], crs)
+        except OutsideChinaError as exc:
+            # the extent was checked row by row, so this is a whole-file matter: refuse it
+            self.validation.problems.append(
+                Problem(layer_file.label, None, "geometry", f"cannot convert from {crs}: {exc}")
+            )
+            check.reject_all(source for source, _ in accepted)
+            return WriteCounts()
+        target = self.target(layer_file.layer) if self.writing() else None
+        if target is None:
+            return WriteCounts()
+        for (_, values), geometry in zip(accepted, ewkb, strict=True):
+            target.add((*values[:index], geometry, *values[index + 1 :]))
+        return target.finish()
+
+    def target(self, layer: str) -> Target | None:
+        if layer == "residents":
+            if self.vault is None:
+                return None
+            if self.fresh[layer]:
+                self.fresh_residents = FreshResidents(self.pipe, self.vault, self.first_person_id)
+                return self.fresh_residents
+            return StagedResidents(self.session, self.pipe, self.vault)
+        table = TARGETS[layer]
+        if self.fresh[layer]:
+            return FreshTable(self.pipe, table, VALUES[layer])
+        return StagedTable(self.session, self.pipe, table, [KEY_COLUMNS[layer].key], VALUES[layer])
+
+    def place(
+        self, layer_file: LayerFile, rows: list[tuple[int, tuple]], target: Target | None
+    ) -> None:
+        """Residents given by address: matched against the registry as now written, then
+        written themselves (placed or not)."""
+        if self.vault is None or target is None:
+            return
+        self.pipe.drain()
+        placed, self.pending = place_addresses(
+            self.session, rows, self.vault, layer_file, self.validation.problems
+        )
+        for values in placed:
+            target.add(values)
+
+    def complete(self) -> None:
+        """After the rows: review queue, person ids, statistics, counters, import log.
+
+        Statistics come before the recount, whose plans would otherwise be guessed from
+        the empty tables this load may have started with."""
+        if self.pending and self.vault is not None:
+            queue_pending(
+                self.session, self.pending, self.vault, import_source(self.report.bundle.name)
+            )
+        if self.release_person_ids is not None and self.fresh_residents is not None:
+            self.release_person_ids(self.fresh_residents.last_id)
+        analyze(self.session, self.validation.plans)
+        if self.deferred_counts:
+            recount(self.session)
+            resume_counts(self.session)
+        for plan in self.validation.plans.values():
+            log_file(self.session, self.report, plan)
+
+
+def take_if_empty(session: Session, table: str) -> bool:
+    """Whether ``table`` is empty; if so it is locked against other writers until the
+    end of the transaction, so it stays empty but for this load's COPY."""
+    empty = text(f'SELECT NOT EXISTS (SELECT FROM "{table}")')  # names from the model
+    if not session.scalar(empty):
+        return False
+    session.execute(text(f'LOCK TABLE "{table}" IN SHARE ROW EXCLUSIVE MODE'))
+    return bool(session.scalar(empty))
+
+
+def sources(layer_file: LayerFile) -> Iterable[Source]:
+    return csv_rows(layer_file) if layer_file.streamed else layer_file.records
 
 
 def analyze(session: Session, layers: Iterable[str]) -> None:
     """Refresh planner statistics of the tables a load filled, so the next rates query
     after a bulk load gets index plans rather than guesses from empty-table statistics."""
-    tables = {TARGETS[layer][0].name for layer in layers if layer in TARGETS}
-    if "residents" in layers:
-        tables |= {"person", "residence"}
+    tables = {name for layer in layers for name in TABLES[layer]}
     for name in sorted(tables):
         session.execute(text(f'ANALYZE "{name}"'))  # names from the model, never from input
 
 
-def convert_geometries(validation: Validation, crs: str) -> dict[str, list[str | None]]:
-    """Accepted geometries of each layer in EPSG:4490 as hex EWKB, converted in one pass.
+def convert_geometries(geometries: list, crs: str) -> list[str | None]:
+    """Geometries in EPSG:4490 as hex EWKB, converted in one pass.
 
     GCJ-02 and BD-09 input goes through the iterative inverse (error far below 1 cm).
+    Raises :class:`OutsideChinaError` for a vertex the conversion cannot take.
     """
-    converted: dict[str, list[str | None]] = {}
-    for layer, plan in validation.plans.items():
-        _, geometry_column = TARGETS.get(layer, (None, None))
-        if geometry_column is None:
-            continue
-        geoms = np.array([v[geometry_column] for _, v in plan.accepted] + [None], dtype=object)[:-1]
-        present = shapely.is_geometry(geoms)
-        try:
-            geoms[present] = to_wgs84(geoms[present], crs)
-        except OutsideChinaError as exc:
-            # the extent was checked row by row, so this is a whole-file matter: refuse it
-            validation.problems.append(
-                Problem(plan.file.label, None, "geometry", f"cannot convert from {crs}: {exc}")
-            )
-            plan.rejected.extend(record for record, _ in plan.accepted)
-            plan.accepted = []
-            converted[layer] = []
-            continue
-        geoms[present] = shapely.set_srid(geoms[present], SRID)
-        converted[layer] = list(shapely.to_wkb(geoms, hex=True, include_srid=True))
-    return converted
+    geoms = np.array([*geometries, None], dtype=object)[:-1]
+    present = shapely.is_geometry(geoms)
+    geoms[present] = to_wgs84(geoms[present], crs)
+    geoms[present] = shapely.set_srid(geoms[present], SRID)
+    return list(shapely.to_wkb(geoms, hex=True, include_srid=True))
 
 
-def resident_rows(rows: list[dict[str, Any]], vault: IdentityVault) -> list[tuple]:
-    """Resident rows for COPY, with the identity number replaced by HMAC, ciphertext, tail."""
-    out = []
-    for values in rows:
-        id_number = values["id_number"]
-        lookup = vault.lookup_key(id_number)
-        out.append(
-            (
-                lookup,
-                vault.encrypt(id_number, lookup),
-                id_number[-4:],
-                *(values[name] for name in RESIDENT_COLUMNS[3:]),
-            )
-        )
-    return out
-
-
-def log_file(session: Session, report: LoadReport, layer_file: LayerFile) -> None:
+def log_file(session: Session, report: LoadReport, plan: LayerPlan) -> None:
+    layer_file = plan.file
     warnings = [p.as_dict() for p in report.warnings if p.file == layer_file.label]
     session.add(
         ImportLog(

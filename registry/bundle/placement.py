@@ -11,79 +11,82 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry.address.match import Matcher, MatchResult
 from registry.address.review import queue
+from registry.bundle.layers import VALUES
 from registry.bundle.problems import Problem
-from registry.bundle.read import Record
-from registry.bundle.validate import LayerPlan
+from registry.bundle.read import LayerFile
 from registry.models import AddressReview, Person, Residence
 from registry.vault import IdentityVault
+
+ID_NUMBER, ROOM, ADDRESS, MOVED_IN = (
+    VALUES["residents"].index(name) for name in ("id_number", "room_id", "address", "moved_in")
+)
 
 
 @dataclass
 class Pending:
     """A resident row whose address was not placed automatically."""
 
-    record: Record
-    values: dict[str, Any]
+    number: int
+    values: tuple  # as checked: see registry.bundle.layers.VALUES["residents"]
     result: MatchResult
 
 
-def resolve_addresses(
-    session: Session, plan: LayerPlan, vault: IdentityVault, problems: list[Problem]
-) -> list[Pending]:
-    """Fill ``room_id`` of rows whose address matches exactly; return the others."""
-    rows = [
-        (record, values)
-        for record, values in plan.accepted
-        if values.get("address") and values.get("room_id") is None
-    ]
+def place_addresses(
+    session: Session,
+    rows: list[tuple[int, tuple]],
+    vault: IdentityVault,
+    layer_file: LayerFile,
+    problems: list[Problem],
+) -> tuple[list[tuple], list[Pending]]:
+    """Rows (numbered) that give an address and no room, with ``room_id`` filled where
+    the address matches exactly or a review placed the residence before; and the others,
+    pending review, each reported as a warning."""
     if not rows:
-        return []
-    results = Matcher.load(session).match_many([values["address"] for _, values in rows])
-    pending = []
-    for (record, values), result in zip(rows, results, strict=True):
-        if result.status == "matched":
-            values["room_id"] = result.room_id
+        return [], []
+    results = Matcher.load(session).match_many([values[ADDRESS] for _, values in rows])
+    placed, pending = [], []
+    for (number, values), result in zip(rows, results, strict=True):
+        room_id = (
+            result.room_id if result.status == "matched" else current_room(session, vault, values)
+        )
+        placed.append((*values[:ROOM], room_id, *values[ROOM + 1 :]))
+        if room_id is not None:
             continue
-        placed = current_room(session, vault, values)
-        if placed is not None:
-            values["room_id"] = placed  # placed before (by review): keep it
-            continue
-        pending.append(Pending(record, values, result))
+        pending.append(Pending(number, values, result))
         problems.append(
             Problem(
-                plan.file.label,
-                record.number,
+                layer_file.label,
+                number,
                 "address",
-                f"{values['address']!r} not placed ({result.status}, "
+                f"{values[ADDRESS]!r} not placed ({result.status}, "
                 f"{len(result.candidates)} candidates): loaded without a room and queued "
                 "for review",
                 "warning",
-                plan.file.unit,
+                layer_file.unit,
             )
         )
-    return pending
+    return placed, pending
 
 
-def residence_of(session: Session, vault: IdentityVault, values: dict[str, Any]):
-    lookup = vault.lookup_key(values["id_number"])
+def residence_of(session: Session, vault: IdentityVault, values: tuple):
+    lookup = vault.lookup_key(values[ID_NUMBER])
     return session.execute(
         select(Residence.id, Residence.room_id)
         .join(Person, Person.id == Residence.person_id)
         .where(
             Person.id_hmac == lookup,
-            Residence.moved_in.is_not_distinct_from(values["moved_in"]),
+            Residence.moved_in.is_not_distinct_from(values[MOVED_IN]),
         )
     ).one_or_none()
 
 
-def current_room(session: Session, vault: IdentityVault, values: dict[str, Any]) -> str | None:
+def current_room(session: Session, vault: IdentityVault, values: tuple) -> str | None:
     found = residence_of(session, vault, values)
     return found.room_id if found else None
 

@@ -8,13 +8,14 @@ Chinese systems.
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TextIO
 
 import numpy as np
 import shapely
@@ -28,6 +29,7 @@ TABLE_LAYERS = ("rooms", "residents")
 GEO_SUFFIXES = (".geojson", ".gpkg", ".shp")
 DBF_NAME_LENGTH = 10
 EXTRA_VALUES = "__extra__"  # values beyond the header's columns
+CHUNK_BYTES = 1 << 20
 
 
 @dataclass
@@ -38,16 +40,32 @@ class Record:
     values: dict[str, Any]
     geometry: BaseGeometry | None = None
     geometry_error: str | None = None
+    geometry_ready: bool = False  # checked in bulk: already as stored, nothing to report
+
+
+class CsvRow(NamedTuple):
+    """One CSV row as read: its spreadsheet row number and its raw cells."""
+
+    number: int
+    cells: list[str]
 
 
 @dataclass
 class LayerFile:
+    """A bundle file: geometric layers hold their ``records``; CSV layers are streamed
+    from ``path`` (see :func:`csv_rows`) and leave ``records`` empty."""
+
     layer: str
     path: Path
     records: list[Record]
     unit: str = "row"
     header: tuple[str, ...] | None = None  # the columns a CSV file declares
     warnings: list[Problem] = field(default_factory=list)
+    encoding: str = "utf-8"
+
+    @property
+    def streamed(self) -> bool:
+        return self.path.suffix == ".csv"
 
     @property
     def label(self) -> str:
@@ -90,26 +108,75 @@ def decode_text(path: Path) -> tuple[str, str]:
 
 
 def read_csv(path: Path, layer: str) -> LayerFile:
-    text, encoding = decode_text(path)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames:
+    """Open a CSV layer for one streamed pass: the header and encoding are read now,
+    the rows (see :func:`csv_rows`) only as the load consumes them."""
+    encoding = detect_encoding(path)
+    with open_text(path, encoding) as src:
+        header = next(csv.reader(src), None)
+    if not header:
         raise BundleError(Problem(path.name, None, None, "has no header row"))
-    reader.fieldnames = [name.strip() for name in reader.fieldnames]
-    records = []
-    for line, row in enumerate(reader, start=2):
-        extra = row.pop(None, None)  # type: ignore[call-overload]
-        values = {k: clean_value(v) for k, v in row.items()}
-        if not extra and all(v is None for v in values.values()):
-            continue  # blank lines that spreadsheets leave at the end
-        if extra:
-            values[EXTRA_VALUES] = extra
-        records.append(Record(line, values))
-    result = LayerFile(layer, path, records, header=tuple(reader.fieldnames))
+    result = LayerFile(layer, path, [], header=tuple(name.strip() for name in header))
+    result.encoding = encoding
     if encoding != "utf-8":
         result.warnings.append(
             Problem(path.name, None, None, f"read as {encoding.upper()}", "warning")
         )
     return result
+
+
+def detect_encoding(path: Path) -> str:
+    """UTF-8 (BOM or not) if the whole file decodes as such, else GB18030 if that does.
+
+    Checked chunk by chunk, so a large file is never held as text."""
+    for encoding in ("utf-8", "gb18030"):
+        decoder = codecs.getincrementaldecoder(encoding)()
+        try:
+            with path.open("rb") as src:
+                while chunk := src.read(CHUNK_BYTES):
+                    decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            error = exc
+            continue
+        return encoding
+    raise BundleError(
+        Problem(path.name, None, None, f"is neither UTF-8 nor GB18030/GBK text ({error})")
+    )
+
+
+def open_text(path: Path, encoding: str) -> TextIO:
+    return path.open(encoding="utf-8-sig" if encoding == "utf-8" else encoding, newline="")
+
+
+def csv_rows(layer_file: LayerFile) -> Iterator[CsvRow]:
+    """The data rows of a CSV layer, numbered as a spreadsheet shows them (header = 1).
+
+    Lines with no cells at all are skipped without a number, as ``csv.DictReader`` does;
+    rows of empty cells keep theirs and are dropped later (see :func:`csv_record`).
+    """
+    with open_text(layer_file.path, layer_file.encoding) as src:
+        reader = csv.reader(src)
+        next(reader, None)
+        number = 1
+        for cells in reader:
+            if cells:
+                number += 1
+                yield CsvRow(number, cells)
+
+
+def csv_record(header: tuple[str, ...], row: CsvRow) -> Record | None:
+    """``row`` as a :class:`Record` of cleaned values keyed by the header, cells beyond it
+    under ``EXTRA_VALUES``; None for a row whose cells are all empty."""
+    cells = row.cells
+    values = {
+        name: clean_value(cells[i]) if i < len(cells) else None for i, name in enumerate(header)
+    }
+    extra = cells[len(header) :]
+    if not extra and all(v is None for v in values.values()):
+        return None  # blank lines that spreadsheets leave at the end
+    if extra:
+        values[EXTRA_VALUES] = extra
+    return Record(row.number, values)
 
 
 def read_geojson(path: Path, layer: str) -> LayerFile:

@@ -1,22 +1,38 @@
-"""Writing validated rows: COPY into a staging table, then one upsert per table.
+"""Writing validated rows with COPY: straight into a table the load found empty, else
+into a staging table and then one upsert per table.
 
 An upsert only touches rows whose values differ (``IS DISTINCT FROM``), so loading the
 same bundle twice changes nothing, and the counts say what was inserted, updated or
-left unchanged.
+left unchanged. Into an empty table every row is an insert, so it is copied as it is.
+
+COPY data is sent by :class:`CopyPipe` from a thread of its own, so PostgreSQL ingests
+one chunk (indexes, foreign-key checks) while Python reads and checks the next.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import datetime as dt
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+import psycopg
 from psycopg import sql
-from sqlalchemy import Column, MetaData, Table, func, literal_column, select, tuple_
+from sqlalchemy import Column, MetaData, Table, func, literal_column, select, text, tuple_
 from sqlalchemy.dialects.postgresql import Insert, distinct_on, insert
 from sqlalchemy.orm import Session
 
 from registry.models import Person, Residence
+from registry.vault import IdentityVault
+
+CHUNK_ROWS = 20_000  # rows per COPY chunk: big enough to amortise, small enough to overlap
+QUEUED_CHUNKS = 4  # chunks waiting for the COPY thread at most (bounds memory)
+_SPECIAL = re.compile(r"[\\\t\n\r]")
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 @dataclass
@@ -29,8 +45,165 @@ class WriteCounts:
         return {"inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged}
 
 
+def copy_value(value: Any) -> str:
+    """One value in COPY's text format; geometries travel as hex EWKB text."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_ESCAPES) if _SPECIAL.search(value) else value
+    if isinstance(value, bytes):
+        return "\\\\x" + value.hex()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def copy_line(values: Iterable[Any]) -> str:
+    return "\t".join(map(copy_value, values)) + "\n"
+
+
+def copy_statement(table: str, columns: Sequence[str]) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+
+
+class CopyPipe:
+    """Runs COPY statements on the session's connection from a thread, in order.
+
+    Consecutive chunks for the same statement share one COPY. :meth:`drain` ends the
+    open COPY and waits for everything sent, and must come before any other use of the
+    connection; an error in the thread is raised again by the next call.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.connection: psycopg.Connection = session.connection().connection.driver_connection
+        self.jobs: queue.Queue[tuple[sql.Composed, str] | threading.Event | None] = queue.Queue(
+            QUEUED_CHUNKS
+        )
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="copy-pipe", daemon=True)
+        self.thread.start()
+
+    def send(self, statement: sql.Composed, data: str) -> None:
+        self._check()
+        self.jobs.put((statement, data))
+
+    def drain(self) -> None:
+        done = threading.Event()
+        self.jobs.put(done)
+        done.wait()
+        self._check()
+
+    def close(self, *, check: bool = True) -> None:
+        """Stop the thread; what was queued is still sent (or discarded after an error).
+        ``check=False`` when an error is already on its way up."""
+        self.jobs.put(None)
+        self.thread.join()
+        if check:
+            self._check()
+
+    def _check(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def _run(self) -> None:
+        current: sql.Composed | None = None  # the statement of the open COPY
+        copy: psycopg.Copy | None = None
+        open_copy = ExitStack()
+        while True:
+            job = self.jobs.get()
+            try:
+                if not isinstance(job, tuple) or job[0] is not current:
+                    current = copy = None
+                    open_copy.close()
+                if isinstance(job, tuple) and self.error is None:
+                    if copy is None:
+                        cursor = open_copy.enter_context(self.connection.cursor())
+                        copy = open_copy.enter_context(cursor.copy(job[0]))
+                        current = job[0]
+                    copy.write(job[1])
+            except BaseException as exc:  # handed to the main thread by _check
+                current = copy = None
+                self.error = self.error or exc
+                open_copy = ExitStack()
+            if isinstance(job, threading.Event):
+                job.set()
+            elif job is None:
+                return
+
+
+class Target(Protocol):
+    """Where one layer's accepted rows go: :meth:`add` each, then :meth:`finish` once."""
+
+    def add(self, row: Sequence[Any]) -> None: ...
+
+    def finish(self) -> WriteCounts: ...
+
+
+class Lines:
+    """COPY text lines for one statement, sent through the pipe a chunk at a time."""
+
+    def __init__(self, pipe: CopyPipe, table: str, columns: Sequence[str]) -> None:
+        self.pipe = pipe
+        self.statement = copy_statement(table, columns)
+        self.lines: list[str] = []
+        self.count = 0
+
+    def add(self, values: Iterable[Any]) -> None:
+        self.lines.append(copy_line(values))
+        if len(self.lines) >= CHUNK_ROWS:
+            self.flush()
+
+    def append(self, values: Iterable[Any]) -> None:
+        """Add without sending: the caller flushes (e.g. parents before children)."""
+        self.lines.append(copy_line(values))
+
+    def flush(self) -> None:
+        if self.lines:
+            self.count += len(self.lines)
+            self.pipe.send(self.statement, "".join(self.lines))
+            self.lines = []
+
+
+class FreshTable:
+    """Rows COPYed straight into a table that was empty (and is locked) at the start."""
+
+    def __init__(self, pipe: CopyPipe, table: Table, columns: Sequence[str]) -> None:
+        self.lines = Lines(pipe, table.name, columns)
+        self.add = self.lines.add
+
+    def finish(self) -> WriteCounts:
+        self.lines.flush()
+        return WriteCounts(inserted=self.lines.count)
+
+
+class StagedTable:
+    """Rows COPYed into a temporary table, then upserted by key in one statement."""
+
+    def __init__(
+        self,
+        session: Session,
+        pipe: CopyPipe,
+        target: Table,
+        key: Sequence[str],
+        columns: Sequence[str],
+    ) -> None:
+        self.session, self.pipe, self.target, self.key = session, pipe, target, key
+        pipe.drain()
+        self.stage = staging_table(session, f"stage_{target.name}", typed_like(target, columns))
+        self.lines = Lines(pipe, self.stage.name, columns)
+        self.add = self.lines.add
+
+    def finish(self) -> WriteCounts:
+        self.lines.flush()
+        self.pipe.drain()
+        return upsert_from_stage(self.session, self.target, self.stage, self.key, self.lines.count)
+
+
 def staging_table(session: Session, name: str, columns: Iterable[Column]) -> Table:
-    """A temporary table of ``columns``, to be filled by :func:`copy_rows`."""
+    """A temporary table of ``columns``, to be filled with COPY."""
     stage = Table(name, MetaData(), *columns, prefixes=["TEMPORARY"])
     stage.drop(session.connection(), checkfirst=True)
     stage.create(session.connection())
@@ -40,20 +213,6 @@ def staging_table(session: Session, name: str, columns: Iterable[Column]) -> Tab
 def typed_like(table: Table, names: Iterable[str]) -> list[Column]:
     """Fresh columns named ``names``, typed as the columns of ``table``."""
     return [Column(name, table.c[name].type) for name in names]
-
-
-def copy_rows(session: Session, stage: Table, rows: Iterable[Sequence[Any]]) -> int:
-    """Stream ``rows`` into ``stage`` with COPY; geometries travel as hex EWKB text."""
-    driver = session.connection().connection.driver_connection
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(stage.name), sql.SQL(", ").join(sql.Identifier(c.name) for c in stage.c)
-    )
-    count = 0
-    with driver.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
-            count += 1
-    return count
 
 
 def upsert_from_stage(
@@ -78,24 +237,14 @@ def upsert_from_stage(
 
 
 def run_upsert(session: Session, statement: Insert, stage: Table, staged: int) -> WriteCounts:
-    """Execute an upsert, count inserted rows (``xmax = 0``) and updated ones, drop the stage."""
-    counts = WriteCounts()
-    for (inserted,) in session.execute(statement.returning(literal_column("xmax = 0"))):
-        if inserted:
-            counts.inserted += 1
-        else:
-            counts.updated += 1
-    counts.unchanged = staged - counts.inserted - counts.updated
+    """Execute an upsert, count inserted rows (``xmax = 0``) and updated ones in the
+    server, drop the stage."""
+    written = statement.returning(literal_column("xmax = 0").label("inserted")).cte("written")
+    inserted = func.count().filter(written.c.inserted)
+    updated = func.count().filter(~written.c.inserted)
+    row = session.execute(select(inserted, updated)).one()
     stage.drop(session.connection())
-    return counts
-
-
-def write_table(
-    session: Session, target: Table, key: Sequence[str], columns: Sequence[str], rows: list
-) -> WriteCounts:
-    stage = staging_table(session, f"stage_{target.name}", typed_like(target, columns))
-    staged = copy_rows(session, stage, rows)
-    return upsert_from_stage(session, target, stage, key, staged)
+    return WriteCounts(row[0], row[1], staged - row[0] - row[1])
 
 
 RESIDENT_COLUMNS = (
@@ -109,19 +258,103 @@ RESIDENT_COLUMNS = (
     "moved_in",
     "moved_out",
 )
+PERSON_COLUMNS = ("id", "id_hmac", "id_cipher", "id_tail", "name")
+RESIDENCE_COLUMNS = ("person_id", "room_id", "community_code", "category", "moved_in", "moved_out")
 
 
-def write_residents(session: Session, rows: list[Sequence[Any]]) -> WriteCounts:
+class FreshResidents:
+    """Persons and residences COPYed straight into empty (locked) tables.
+
+    Person ids are ``first_id`` plus the person's index from validation, taken from
+    ``person``'s identity sequence by :func:`reserve_person_ids`; each chunk of persons
+    is sent before the residences that refer to them.
+    """
+
+    def __init__(self, pipe: CopyPipe, vault: IdentityVault, first_id: int) -> None:
+        self.vault, self.first_id = vault, first_id
+        self.persons = Lines(pipe, Person.__tablename__, PERSON_COLUMNS)
+        self.residences = Lines(pipe, Residence.__tablename__, RESIDENCE_COLUMNS)
+        self.written = bytearray()
+        self.last_id = first_id - 1
+
+    def add(self, row: Sequence[Any]) -> None:
+        """``row``: identity number, name, community, room, address, category, moved in,
+        moved out, person index."""
+        id_number, name, community, room, _, category, moved_in, moved_out, index = row
+        person_id = self.first_id + index
+        if index >= len(self.written):
+            self.written.extend(bytes(index + 1 - len(self.written)))
+        if not self.written[index]:
+            self.written[index] = 1
+            self.last_id = max(self.last_id, person_id)
+            lookup = self.vault.lookup_key(id_number)
+            cipher = self.vault.encrypt(id_number, lookup)
+            self.persons.lines.append(
+                f"{person_id}\t\\\\x{lookup.hex()}\t\\\\x{cipher.hex()}\t{id_number[-4:]}\t"
+                f"{copy_value(name)}\n"
+            )
+        self.residences.append((person_id, room, community, category, moved_in, moved_out))
+        if len(self.residences.lines) >= CHUNK_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        self.persons.flush()
+        self.residences.flush()
+
+    def finish(self) -> WriteCounts:
+        self.flush()
+        return WriteCounts(inserted=self.residences.count)
+
+
+def reserve_person_ids(session: Session) -> tuple[int, Callable[[int], None]]:
+    """The next id of ``person``'s sequence, and a function that moves the sequence past
+    the last id used. Only safe while ``person`` is locked against other writers."""
+    sequence = session.scalar(text("SELECT pg_get_serial_sequence('person', 'id')"))
+    first = session.scalar(text("SELECT nextval(CAST(:s AS regclass))"), {"s": sequence})
+
+    def release(last: int) -> None:
+        if last >= first:
+            session.execute(
+                text("SELECT setval(CAST(:s AS regclass), :last)"), {"s": sequence, "last": last}
+            )
+
+    return int(first), release
+
+
+class StagedResidents:
+    """Residents COPYed into a staging table, then persons and residences upserted."""
+
+    def __init__(self, session: Session, pipe: CopyPipe, vault: IdentityVault) -> None:
+        self.session, self.pipe, self.vault = session, pipe, vault
+        person, residence = Person.__table__, Residence.__table__
+        columns = typed_like(person, RESIDENT_COLUMNS[:4]) + typed_like(
+            residence, RESIDENT_COLUMNS[4:]
+        )
+        pipe.drain()
+        self.stage = staging_table(session, "stage_residents", columns)
+        self.lines = Lines(pipe, self.stage.name, RESIDENT_COLUMNS)
+
+    def add(self, row: Sequence[Any]) -> None:
+        id_number, name, community, room, _, category, moved_in, moved_out, _ = row
+        lookup = self.vault.lookup_key(id_number)
+        cipher = self.vault.encrypt(id_number, lookup)
+        self.lines.add(
+            (lookup, cipher, id_number[-4:], name, room, community, category, moved_in, moved_out)
+        )
+
+    def finish(self) -> WriteCounts:
+        self.lines.flush()
+        self.pipe.drain()
+        return upsert_residents(self.session, self.stage, self.lines.count)
+
+
+def upsert_residents(session: Session, stage: Table, staged: int) -> WriteCounts:
     """Persons first (one per identity HMAC), then their residences.
 
-    ``rows`` follow :data:`RESIDENT_COLUMNS`. A person's ciphertext is written once: a
-    new nonce on every load would otherwise make each reload look like a change.
+    A person's ciphertext is written once: a new nonce on every load would otherwise
+    make each reload look like a change.
     """
     person, residence = Person.__table__, Residence.__table__
-    columns = typed_like(person, RESIDENT_COLUMNS[:4]) + typed_like(residence, RESIDENT_COLUMNS[4:])
-    stage = staging_table(session, "stage_residents", columns)
-    staged = copy_rows(session, stage, rows)
-
     persons = insert(person).from_select(
         ["id_hmac", "id_cipher", "id_tail", "name"],
         select(stage.c.id_hmac, stage.c.id_cipher, stage.c.id_tail, stage.c.name).ext(
