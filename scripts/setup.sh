@@ -47,6 +47,7 @@ if [ -n "$extras" ]; then
   # tests only: GDAL's OGC API Features client, and a Compose to check docker/compose.yml
   dev_packages=()
   command -v ogrinfo >/dev/null 2>&1 || dev_packages+=(gdal-bin)
+  command -v wrk >/dev/null 2>&1 || dev_packages+=(wrk)  # HTTP load for bench/
   if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
     dev_packages+=(docker-compose)
   fi

@@ -1,0 +1,1 @@
+"""Benchmarks: peer servers, HTTP load and memory sampling for comparing the API."""
