@@ -229,7 +229,7 @@ async def serve_tile(
                     built = await conn.run_sync(tiles.render_tile, tile, collections, fmt)
                     cache.put(version, built)
     else:  # every layer is outside its zoom range: empty, no query
-        version = tiles.tile_version(None, tile, collections, fmt)
+        version = tiles.version_key(tile, collections, fmt, {})
         if not_modified(request, version):
             return Response(status_code=304, headers=validators(version, gz))
         built = tiles.render_tile(None, tile, collections, fmt)
@@ -249,7 +249,8 @@ async def serve_tile(
 async def current_version(
     conn: Any, tile: tiles.TileAddress, collections: list[Collection], fmt: tiles.Format
 ) -> str:
-    """The tile's ETag value (:func:`registry.tiles.tile_version`), queried asynchronously."""
+    """The tile's ETag value: its layers' cell versions (one index range scan), hashed
+    with what shapes the tile (:func:`registry.tiles.version_key`)."""
     params = tiles.version_params(tile, collections)
     versions = {}
     if params is not None:

@@ -25,7 +25,6 @@ from bench.database import (
     fresh_database,
     server_facts,
     synthesize,
-    table_counts,
     vacuum_analyze,
 )
 from bench.httpload import run_load, warm, wrk_available
@@ -186,7 +185,6 @@ def run(
 
     log("registry load")
     results["load"] = measure_load(database_url, bundle)
-    results["rows"] = table_counts(database_url)
     log("bare COPY of the same rows")
     results["copy_floor"] = measure_copy_floor(database_url)
     log("VACUUM (ANALYZE), untimed")

@@ -67,18 +67,6 @@ def synthesize(out_dir: Path, communities: int, seed: int) -> dict[str, Any]:
     return {"seconds": round(seconds, 1), "summary": str(summary), "path": str(out_dir)}
 
 
-def table_counts(url: str) -> dict[str, int]:
-    """Rows per data table after the load."""
-    tables = ("community", "building", "address", "room", "person", "residence", "footprint")
-    with psycopg.connect(libpq(url)) as conn:
-        return {
-            t: conn.execute(
-                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))
-            ).fetchone()[0]
-            for t in tables
-        }
-
-
 def server_facts(url: str) -> dict[str, str]:
     """PostgreSQL and PostGIS versions and the settings that matter for the figures."""
     with psycopg.connect(libpq(url)) as conn:

@@ -31,6 +31,7 @@ from psycopg import sql
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
+from bench.database import libpq
 from registry.counts import defer_counts, recount, resume_counts
 from registry.settings import sqlalchemy_url
 
@@ -47,12 +48,6 @@ DATA_TABLES = (
 )
 CHUNK = 1 << 20
 MIB = 1024 * 1024
-
-
-def libpq_url(url: str) -> str:
-    """A SQLAlchemy URL (``postgresql+psycopg://``) as libpq takes it."""
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme.split('+')[0]}{sep}{rest}"
 
 
 def registry_command() -> str:
@@ -137,7 +132,7 @@ def measure_load(
         if done.returncode != 0:
             tail = output.read_text(encoding="utf-8")[-3000:]
             raise RuntimeError(f"registry load failed ({done.returncode}):\n{tail}")
-    with psycopg.connect(libpq_url(database_url)) as conn:
+    with psycopg.connect(libpq(database_url)) as conn:
         rows = {t: n for t, n in table_counts(conn, DATA_TABLES).items() if n}
         files = {
             file: counts

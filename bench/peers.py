@@ -69,6 +69,8 @@ import httpx
 import psycopg
 import yaml
 
+from bench.database import libpq
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKDIR = REPO_ROOT / ".bench"
 HOST = "127.0.0.1"
@@ -245,13 +247,6 @@ def ensure_pygeoapi_venv(workdir: Path = DEFAULT_WORKDIR) -> Path:
 
 
 # ---------------------------------------------------------------- database URLs
-
-
-def libpq_url(url: str) -> str:
-    """``postgresql+psycopg://...`` -> ``postgresql://...`` (drivers take no dialect)."""
-    scheme, separator, rest = url.partition("://")
-    dialect = scheme.split("+", 1)[0]
-    return ("postgresql" if dialect in ("postgres", "postgresql") else dialect) + separator + rest
 
 
 def with_query(url: str, **params: Any) -> str:
@@ -473,7 +468,7 @@ def tipg_server(
     """tipg under uvicorn, serving ``schema.tables`` (collection ids ``schema.table``)."""
     workdir = prepare_workdir(workdir)
     venv = ensure_tipg_venv(workdir)
-    url = libpq_url(database_url)
+    url = libpq(database_url)
     if statement_timeout_ms is not None:
         url = with_query(url, statement_timeout=statement_timeout_ms)
     env = {
@@ -535,7 +530,7 @@ def table_columns(
     database_url: str, schema: str = "public", table: str = "building"
 ) -> dict[str, int | None]:
     """Column name -> SRID for geometry columns, ``None`` for the others, in table order."""
-    with psycopg.connect(libpq_url(database_url)) as conn:
+    with psycopg.connect(libpq(database_url)) as conn:
         names = conn.execute(
             "SELECT column_name FROM information_schema.columns"
             " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",

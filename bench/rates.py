@@ -15,16 +15,14 @@ import os
 import statistics
 import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from bench.loadbench import registry_command
 from registry.db import make_engine
 from registry.rates import compute_rates
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _ms(seconds: float) -> float:
@@ -53,7 +51,7 @@ def cli_rates_seconds(database_url: str, level: str) -> float:
     began = time.perf_counter()
     subprocess.run(
         [
-            str(REPO_ROOT / ".venv" / "bin" / "registry"),
+            registry_command(),
             "rates",
             "--level",
             level,

@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 
 from bench.database import libpq
+from bench.httpload import percentile
 from registry.tiles import tile_of
 
 ZOOMS = {12: 2, 14: 4, 16: 6}  # zoom -> side of the square block of tiles
@@ -159,13 +160,6 @@ def floor_load(
         "p99_ms": round(percentile(latencies, 99) * 1000, 1),
         "bytes": byte_count[0],
     }
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    if not sorted_values:
-        return math.nan
-    k = min(len(sorted_values) - 1, max(0, math.ceil(p / 100 * len(sorted_values)) - 1))
-    return sorted_values[k]
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -483,22 +483,6 @@ def version_key(
     return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 
-def tile_version(
-    conn: Connection | None,
-    tile: TileAddress,
-    collections: Sequence[Collection],
-    fmt: Format,
-) -> str:
-    """The tile's ETag value from its layers' cell versions: one index range scan; layers
-    outside their zoom range need no query (``conn`` may be None if all are)."""
-    params = version_params(tile, collections)
-    versions: dict[str, int] = {}
-    if params is not None:
-        assert conn is not None, "a layer in range needs a connection"
-        versions = {layer: int(v) for layer, v in conn.execute(VERSIONS, params)}
-    return version_key(tile, collections, fmt, versions)
-
-
 # ---------------------------------------------------------------- metadata
 
 
