@@ -27,7 +27,7 @@ from sqlalchemy import (
     func,
     literal_column,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SRID = 4490
@@ -38,6 +38,20 @@ ADDRESS_STATUSES = ("active", "retired")
 RESIDENT_CATEGORIES = ("household", "floating", "overseas", "other")
 REVIEW_STATUSES = ("open", "accepted", "rejected")
 MATCH_STATUSES = ("review", "unmatched")
+ROLES = ("officer", "station", "analyst", "gis", "admin")
+TOKEN_KINDS = ("token", "session")
+AUDIT_ACTIONS = (
+    "read_persons",
+    "unmask",
+    "search_identity",
+    "export",
+    "verification",
+    "login",
+    "login_failed",
+    "logout",
+    "review",
+    "key_rotation",
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -203,6 +217,8 @@ class Person(Timestamped, Base):
     id_cipher: Mapped[bytes] = mapped_column(LargeBinary)
     id_tail: Mapped[str] = mapped_column(String(4))
     name: Mapped[str] = mapped_column(Text)
+    # which key of the key file encrypted this row (``registry keys rotate``)
+    key_version: Mapped[int] = mapped_column(SmallInteger, server_default="1")
 
 
 class Residence(Timestamped, Base):
@@ -386,3 +402,84 @@ class TileCell(Base):
     x: Mapped[int] = mapped_column(primary_key=True)
     y: Mapped[int] = mapped_column(primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, server_default="1")
+
+
+class Account(Base):
+    """A user of the API and the web map: a role and the codes of their jurisdiction.
+
+    A jurisdiction is a list of district, street or community codes, matched as prefixes
+    by the row-level security policies (migration 0006); ``admin`` needs none.
+    """
+
+    __tablename__ = "account"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    role: Mapped[str] = mapped_column(Text)
+    jurisdiction: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    password_hash: Mapped[str | None] = mapped_column(Text)  # scrypt, for the web sign-in
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        CheckConstraint(enum_check("role", ROLES), name="role"),
+        CheckConstraint("name ~ '^[A-Za-z0-9_.@-]{1,64}$'", name="name"),
+        CheckConstraint(
+            "array_to_string(jurisdiction, ',') ~ '^([0-9]+(,[0-9]+)*)?$'", name="jurisdiction"
+        ),
+    )
+
+
+class ApiToken(Base):
+    """A bearer token or a web session: only the SHA-256 digest of its secret is kept.
+
+    A session (from the sign-in form) also carries the CSRF token its page must echo.
+    """
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(ForeignKey("account.name", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(Text, server_default="token")
+    digest: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    csrf: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(enum_check("kind", TOKEN_KINDS), name="kind"),
+        CheckConstraint("(kind = 'session') = (csrf IS NOT NULL)", name="csrf"),
+        Index(None, "account"),
+    )
+
+
+class AuditLog(Base):
+    """Append-only record of every access to personal data, export, login and edit.
+
+    The API role may only INSERT; a trigger refuses UPDATE, DELETE and TRUNCATE to all.
+    """
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=literal_column("clock_timestamp()")
+    )
+    user_name: Mapped[str] = mapped_column(Text)
+    role: Mapped[str | None] = mapped_column(Text)
+    jurisdiction: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    client_ip: Mapped[str | None] = mapped_column(INET)
+    action: Mapped[str] = mapped_column(Text)
+    target_ids: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    purpose: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+
+    __table_args__ = (
+        CheckConstraint(enum_check("action", AUDIT_ACTIONS), name="action"),
+        Index(None, "at"),
+        Index(None, "user_name", "at"),
+    )

@@ -25,6 +25,9 @@ TABLES = {
     "community_resident_count",
     "footprint_cover_state",
     "tile_cell",
+    "account",
+    "api_token",
+    "audit_log",
 }
 
 
