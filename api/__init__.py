@@ -13,7 +13,8 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api import addresses, exports, features, openapi, reports, tiles
+from api import addresses, auth, exports, features, openapi, reports, tiles
+from api.auth import SIGNED_IN, CredentialCache
 from api.database import Database
 from api.disconnect import CancelOnDisconnect
 from api.problems import install_problem_handlers
@@ -33,6 +34,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.database = Database.from_settings(settings)
+        await app.state.database.check_role()
         try:
             yield
         finally:
@@ -47,11 +49,16 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         openapi_url=None,  # served by api.openapi: OpenAPI 3.0, self-contained
     )
     app.state.settings = settings
+    app.state.credentials = CredentialCache(settings.auth_cache_seconds)
     install_problem_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     modules = (features, openapi, tiles, reports, exports, addresses)
+    # anonymous: the landing page, conformance, the API document, sign-in (features and
+    # openapi mark their own routes); everything else needs a token or a session
+    app.include_router(auth.router)
     for module in modules:
-        app.include_router(module.router)
+        signed = module in (tiles, reports, exports, addresses)
+        app.include_router(module.router, dependencies=SIGNED_IN if signed else None)
     # other routers add links to the landing page and collections, and conformance classes
     app.state.landing_links = lambda root: [
         link for m in modules if hasattr(m, "landing_links") for link in m.landing_links(root)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from api.auth import principal_of
 from api.problems import Problem, bad_request
 from registry.address.gazetteer import Gazetteer
 from registry.address.match import AddressIndex, Matcher
@@ -105,7 +106,7 @@ async def match_addresses(request: Request, body: MatchRequest) -> dict[str, Any
         return [r.as_dict() for r in results]
 
     async with cache.lock:
-        results = await request.app.state.database.run_sync(run)
+        results = await request.app.state.database.run_sync(principal_of(request), run)
     return {"results": results}
 
 
@@ -116,7 +117,9 @@ async def reviews(
     after: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    items = await request.app.state.database.run_sync(list_reviews, status, after, limit)
+    items = await request.app.state.database.run_sync(
+        principal_of(request), list_reviews, status, after, limit
+    )
     return {"items": items, "numberReturned": len(items)}
 
 
@@ -124,6 +127,7 @@ async def reviews(
 async def accept_review(request: Request, review_id: int, body: AcceptRequest) -> dict[str, Any]:
     try:
         return await request.app.state.database.write_sync(
+            principal_of(request),
             accept,
             review_id,
             body.by,
@@ -139,6 +143,8 @@ async def accept_review(request: Request, review_id: int, body: AcceptRequest) -
 @router.post("/reviews/{review_id}/reject", summary="Reject a review item")
 async def reject_review(request: Request, review_id: int, body: RejectRequest) -> dict[str, Any]:
     try:
-        return await request.app.state.database.write_sync(reject, review_id, body.by, body.note)
+        return await request.app.state.database.write_sync(
+            principal_of(request), reject, review_id, body.by, body.note
+        )
     except RegistryError as exc:
         raise registry_problem(exc) from None

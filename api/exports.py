@@ -20,6 +20,7 @@ import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
+from api.auth import principal_of
 from api.problems import bad_request, not_found
 from registry.export import (
     BATCH_SIZE,
@@ -115,7 +116,7 @@ async def write_file(request: Request, spec: ExportSpec, path: Path) -> int:
     query, params = export_query(spec)
     writer = open_writer(spec, path)
     try:
-        async with request.app.state.database.snapshot() as conn:
+        async with request.app.state.database.snapshot(principal_of(request)) as conn:
             result = await conn.stream(query, params)
             async for rows in result.partitions(BATCH_SIZE):
                 await anyio.to_thread.run_sync(writer.write, rows)

@@ -18,6 +18,7 @@ from sqlalchemy import Select, and_, bindparam
 from sqlalchemy.sql.elements import ColumnElement
 
 from api import html, params
+from api.auth import SIGNED_IN, principal_of
 from api.openapi import OPENAPI_JSON
 from api.problems import bad_request, not_found
 from geo.crs import CRS84, STORAGE_CRS, SUPPORTED, Crs
@@ -145,7 +146,7 @@ async def conformance(request: Request) -> Response:
 async def collection_document(request: Request, collection: Collection) -> dict[str, Any]:
     root = base_url(request)
     here = f"{root}/collections/{collection.id}"
-    async with request.app.state.database.connect() as conn:
+    async with request.app.state.database.scoped(principal_of(request)) as conn:
         box = (await conn.execute(estimated_extent_select(collection))).one()
         if box[0] is None:
             box = (await conn.execute(exact_extent_select(collection), collection.params())).one()
@@ -173,7 +174,9 @@ async def collection_document(request: Request, collection: Collection) -> dict[
     }
 
 
-@router.get("/collections", summary="The feature collections", tags=["Data"])
+@router.get(
+    "/collections", dependencies=SIGNED_IN, summary="The feature collections", tags=["Data"]
+)
 async def collections(request: Request) -> Response:
     params.check_known(request.query_params, params.COMMON)
     fmt = params.output_format(request.query_params, request.headers.get("accept"))
@@ -182,7 +185,12 @@ async def collections(request: Request) -> Response:
     return respond(request, fmt, document, "Collections")
 
 
-@router.get("/collections/{collectionId}", summary="A feature collection", tags=["Data"])
+@router.get(
+    "/collections/{collectionId}",
+    dependencies=SIGNED_IN,
+    summary="A feature collection",
+    tags=["Data"],
+)
 async def collection(request: Request, collectionId: str) -> Response:
     params.check_known(request.query_params, params.COMMON)
     fmt = params.output_format(request.query_params, request.headers.get("accept"))
@@ -191,7 +199,12 @@ async def collection(request: Request, collectionId: str) -> Response:
     return respond(request, fmt, document, found.title)
 
 
-@router.get("/collections/{collectionId}/queryables", summary="Queryable properties", tags=["Data"])
+@router.get(
+    "/collections/{collectionId}/queryables",
+    dependencies=SIGNED_IN,
+    summary="Queryable properties",
+    tags=["Data"],
+)
 async def queryables(request: Request, collectionId: str) -> Response:
     params.check_known(request.query_params, params.COMMON)
     fmt = params.output_format(request.query_params, request.headers.get("accept"))
@@ -290,7 +303,12 @@ def next_link(request: Request, last_id: str, limit: int) -> dict[str, str]:
     return link(href, "next", GEOJSON, "the next page")
 
 
-@router.get("/collections/{collectionId}/items", summary="Features of a collection", tags=["Data"])
+@router.get(
+    "/collections/{collectionId}/items",
+    dependencies=SIGNED_IN,
+    summary="Features of a collection",
+    tags=["Data"],
+)
 async def items(request: Request, collectionId: str) -> Response:
     collection = collection_or_404(collectionId)
     fmt = params.output_format(request.query_params, request.headers.get("accept"))
@@ -302,13 +320,13 @@ async def items(request: Request, collectionId: str) -> Response:
     if fmt == "html":
         matched: int | None = None
         if query.after is None:
-            async with database.connect() as conn:
+            async with database.scoped(principal_of(request)) as conn:
                 total = (await conn.execute(count, bound)).scalar_one()
             matched = total if total <= MAX_COUNT else None
         return await html_items(request, collection, page, bound, query, matched)
 
     document = page_select(page, query.limit, count if query.after is None else None)
-    async with database.connect() as conn:
+    async with database.scoped(principal_of(request)) as conn:
         row = (await conn.execute(document, bound)).one()
     links = self_links(request, fmt, GEOJSON)
     if row.more and row.last_id is not None:
@@ -339,7 +357,7 @@ async def html_items(
     query: ItemsQuery,
     matched: int | None,
 ) -> HTMLResponse:
-    async with request.app.state.database.connect() as conn:
+    async with request.app.state.database.scoped(principal_of(request)) as conn:
         rows = (await conn.execute(page, bound)).all()
     features = [json.loads(row.feature) for row in rows[: query.limit]]
     links = self_links(request, "html", GEOJSON)
@@ -351,13 +369,18 @@ async def html_items(
     return HTMLResponse(html.features(title, {"features": features}, links))
 
 
-@router.get("/collections/{collectionId}/items/{featureId}", summary="One feature", tags=["Data"])
+@router.get(
+    "/collections/{collectionId}/items/{featureId}",
+    dependencies=SIGNED_IN,
+    summary="One feature",
+    tags=["Data"],
+)
 async def item(request: Request, collectionId: str, featureId: str) -> Response:
     collection = collection_or_404(collectionId)
     params.check_known(request.query_params, {"f", "crs"})
     fmt = params.output_format(request.query_params, request.headers.get("accept"))
     crs: Crs = params.parse_crs_param("crs", params.single(request.query_params, "crs"))
-    async with request.app.state.database.connect() as conn:
+    async with request.app.state.database.scoped(principal_of(request)) as conn:
         text = (
             await conn.execute(item_select(collection, featureId, crs), collection.params())
         ).scalar_one_or_none()

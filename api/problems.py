@@ -17,10 +17,13 @@ PROBLEM_JSON = "application/problem+json"
 class Problem(Exception):
     """Raise to answer with a problem+json body: ``status``, a short ``detail`` and extras."""
 
-    def __init__(self, status: int, detail: str, **extra: Any) -> None:
+    def __init__(
+        self, status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.headers = headers
         self.extra = extra
 
 
@@ -56,7 +59,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Problem)
     async def on_problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.detail, str(request.url.path), **exc.extra)
+        return problem_response(
+            exc.status, exc.detail, str(request.url.path), headers=exc.headers, **exc.extra
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

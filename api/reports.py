@@ -16,8 +16,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import in_jurisdiction, principal_of
 from api.problems import Problem, bad_request, not_found
 from api.report_map import coverage_page, outlines
+from registry.auth import Principal
+from registry.disclosure import suppress_gaps_row, suppress_rates_row
 from registry.gaps import DEFAULT_LIMIT, community_gaps, has_communities
 from registry.output import rates_csv
 from registry.rates import Level, compute_rates
@@ -68,21 +71,32 @@ def no_match(code: str | None) -> Problem:
 
 
 def coverage_data(
-    session: Session, level: Level, code: str | None, as_of: dt.date, with_outlines: bool
+    session: Session,
+    level: Level,
+    code: str | None,
+    as_of: dt.date,
+    with_outlines: bool,
+    scope: tuple[str, ...] | None,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]] | None:
     """Rates rows and (for the map) outlines; None when ``code`` matches no community."""
     if code and not has_communities(session, code):
         return None
-    rows = compute_rates(session, level, code, as_of)
+    rows = compute_rates(session, level, code, as_of, scope=scope)
     return rows, outlines(session, level, code) if with_outlines else {}
 
 
 def gaps_data(
-    session: Session, code: str | None, as_of: dt.date, limit: int
+    session: Session, code: str | None, as_of: dt.date, limit: int, scope: tuple[str, ...] | None
 ) -> list[dict[str, Any]] | None:
     if code and not has_communities(session, code):
         return None
-    return community_gaps(session, code, as_of, limit)
+    return community_gaps(session, code, as_of, limit, scope=scope)
+
+
+def scope_of(principal: Principal, code: str | None) -> tuple[str, ...] | None:
+    """The communities a caller's report may include: 403 for a code outside them."""
+    in_jurisdiction(principal, code)
+    return None if principal.sees_all else principal.jurisdiction
 
 
 @router.get(
@@ -109,10 +123,15 @@ async def coverage(
 ) -> Response:
     """Per-community (or street, district, city) rates with numerators and denominators."""
     date = parse_as_of(as_of)
-    data = await request.app.state.database.run_sync(coverage_data, level, code, date, f == "html")
+    principal = principal_of(request)
+    data = await request.app.state.database.run_sync(
+        principal, coverage_data, level, code, date, f == "html", scope_of(principal, code)
+    )
     if data is None:
         raise no_match(code)
     rows, shapes = data
+    if principal.role == "gis":
+        rows = [suppress_rates_row(row) for row in rows]
     headers = {"X-As-Of": date.isoformat()}
     if f == "csv":
         name = "-".join(["rates", level, *([code] if code else []), date.isoformat()])
@@ -152,8 +171,13 @@ async def gaps(
     on-map buildings not labelled, reference footprints not covered (each with up to
     ``limit`` ids and whether the list was truncated) and residents not placed (a count)."""
     date = parse_as_of(as_of)
-    rows = await request.app.state.database.run_sync(gaps_data, code, date, limit)
+    principal = principal_of(request)
+    rows = await request.app.state.database.run_sync(
+        principal, gaps_data, code, date, limit, scope_of(principal, code)
+    )
     if rows is None:
         raise no_match(code)
+    if principal.role == "gis":
+        rows = [suppress_gaps_row(row) for row in rows]
     body = {"as_of": date.isoformat(), "limit": limit, "communities": rows}
     return JSONResponse(body, headers={"X-As-Of": date.isoformat()})

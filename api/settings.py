@@ -29,3 +29,16 @@ class ApiSettings(Settings):
     tile_cache_mb: int = Field(
         default=128, ge=0, description="megabytes of tile bodies kept per worker"
     )
+    session_hours: int = Field(default=12, ge=1, description="lifetime of a sign-in session")
+    login_attempts: int = Field(
+        default=5, ge=1, description="failed sign-ins per account or address per 15 minutes"
+    )
+    auth_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="how long a checked token is trusted before it is looked up again "
+        "(revocation and expiry take effect within this delay)",
+    )
+    max_body_kb: int = Field(
+        default=1024, ge=1, description="largest request body accepted, in kilobytes"
+    )

@@ -2,7 +2,7 @@
 
 Caching: a tile's ETag hashes its layers' data versions around the tile (see
 :mod:`registry.tiles`), so an edit changes the ETag of the tiles near it and no others.
-``Cache-Control: public, no-cache`` makes clients and proxies keep tiles but revalidate
+``Cache-Control: private, no-cache`` makes clients keep tiles but revalidate
 each use: an editor sees a change on the next view, and a revalidation costs one index
 range scan and a bodiless 304. Built tiles are kept in an in-process LRU keyed by
 ETag. An MVT tile with no features is ``204 No Content`` (OGC API – Tiles' advice);
@@ -11,20 +11,23 @@ a GeoJSON one is an empty FeatureCollection (200), which JSON clients can parse.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from api.auth import principal_of
 from api.features import base_url, link
 from api.problems import PROBLEM_JSON, Problem
 from registry import tiles
+from registry.auth import Principal
 from registry.collections import Collection, UnknownCollectionError
 
 router = APIRouter(tags=["Tiles"])
 
-CACHE_CONTROL = "public, no-cache"
+CACHE_CONTROL = "private, no-cache"  # a tile shows what its caller may see
 CAPPED_HEADER = "Tile-Capped"  # layers that hit their feature cap: "buildings;cap=15000"
 GZIP_SUFFIX = "-gzip"  # a gzip-encoded representation has its own strong ETag
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -214,22 +217,23 @@ async def serve_tile(
     if any(tiles.in_zoom(c, tile.z) for c in collections):
         database = request.app.state.database
         cache = tile_cache(request)
-        async with database.connect() as conn:  # one statement: the cells' versions
-            version = await current_version(conn, tile, collections, fmt)
+        principal = principal_of(request)
+        async with database.unscoped() as conn:  # one statement: the cells' versions
+            version = await current_version(conn, tile, collections, fmt, principal)
         if not_modified(request, version):
             return Response(status_code=304, headers=validators(version, gz))
         built = cache.get(version)
         if built is None:
-            async with database.snapshot() as conn:
+            async with database.snapshot(principal_of(request)) as conn:
                 # the version again, in the snapshot the tile is built from, so that the
                 # ETag describes exactly this body even if an edit landed in between
-                version = await current_version(conn, tile, collections, fmt)
+                version = await current_version(conn, tile, collections, fmt, principal)
                 built = cache.get(version)
                 if built is None:
                     built = await conn.run_sync(tiles.render_tile, tile, collections, fmt)
                     cache.put(version, built)
     else:  # every layer is outside its zoom range: empty, no query
-        version = tiles.version_key(tile, collections, fmt, {})
+        version = for_viewer(tiles.version_key(tile, collections, fmt, {}), principal_of(request))
         if not_modified(request, version):
             return Response(status_code=304, headers=validators(version, gz))
         built = tiles.render_tile(None, tile, collections, fmt)
@@ -247,15 +251,28 @@ async def serve_tile(
 
 
 async def current_version(
-    conn: Any, tile: tiles.TileAddress, collections: list[Collection], fmt: tiles.Format
+    conn: Any,
+    tile: tiles.TileAddress,
+    collections: list[Collection],
+    fmt: tiles.Format,
+    principal: Principal,
 ) -> str:
     """The tile's ETag value: its layers' cell versions (one index range scan), hashed
-    with what shapes the tile (:func:`registry.tiles.version_key`)."""
+    with what shapes the tile (:func:`registry.tiles.version_key`) and, since row-level
+    security shows each jurisdiction its own rows, with whose view it is."""
     params = tiles.version_params(tile, collections)
     versions = {}
     if params is not None:
         versions = {row[0]: int(row[1]) for row in await conn.execute(tiles.VERSIONS, params)}
-    return tiles.version_key(tile, collections, fmt, versions)
+    return for_viewer(tiles.version_key(tile, collections, fmt, versions), principal)
+
+
+def for_viewer(version: str, principal: Principal) -> str:
+    """The version of one viewer's tile: the same for all who see the same rows."""
+    if principal.sees_all:
+        return version
+    view = f"{version}|{principal.scope_key}".encode()
+    return hashlib.blake2b(view, digest_size=16).hexdigest()
 
 
 def validators(version: str, gz: bool) -> dict[str, str]:
@@ -297,7 +314,7 @@ async def xyz_geojson(request: Request, collections: str, z: Zoom, x: Index, y: 
 
 
 async def bounds_of(request: Request, collections: list[Collection]) -> tuple[float, ...]:
-    async with request.app.state.database.connect() as conn:
+    async with request.app.state.database.scoped(principal_of(request)) as conn:
         bounds = await conn.run_sync(tiles.data_bounds, collections)
     return bounds or WORLD_BOUNDS
 

@@ -7,21 +7,19 @@ clear message and exit non-zero; they never show a traceback.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import text
 
 from registry import migrate, output
-from registry.bundle.problems import BundleError
-from registry.db import check_schema, make_engine, transaction
+from registry.cli_access import audit_command, token_app, users_app
+from registry.cli_common import console, err, migrated_engine, reports_errors
+from registry.db import make_engine, transaction
 from registry.embedded import EmbeddedCluster
 from registry.rates import LEVELS, compute_rates
-from registry.settings import RegistryError, Settings, resolve_database_url
+from registry.settings import RegistryError, Settings, api_password, resolve_database_url
 from registry.vault import create_key_file
 
 app = typer.Typer(
@@ -33,39 +31,12 @@ db_app = typer.Typer(help="The database: embedded PostGIS cluster and migrations
 app.add_typer(db_app, name="db")
 review_app = typer.Typer(help="The review queue of free-text addresses not placed automatically.")
 app.add_typer(review_app, name="review")
-
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-P = ParamSpec("P")
-R = TypeVar("R")
+app.add_typer(users_app, name="users")
+app.add_typer(token_app, name="token")
+app.command("audit")(audit_command)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_BUNDLE = REPO_ROOT / "data" / "fixtures" / "guanggu"
-
-
-def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn expected failures into a message and exit code 1 instead of a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except BundleError as exc:
-            err.print(f"[red]error:[/red] {exc.problem}", markup=True, highlight=False)
-        except RegistryError as exc:
-            err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-        except OperationalError as exc:
-            err.print(f"[red]error:[/red] database unavailable: {exc.orig}", highlight=False)
-        raise typer.Exit(1)
-
-    return wrapper
-
-
-def migrated_engine(settings: Settings):
-    engine = make_engine(resolve_database_url(settings))
-    check_schema(engine)
-    return engine
 
 
 # ---------------------------------------------------------------- db
@@ -82,12 +53,19 @@ def db_up() -> None:
 
 
 def prepare_database(settings: Settings, url: str) -> None:
-    """Migrate to head and make sure the identity key file exists."""
+    """Migrate to head, make sure the identity key file exists, and let the API's role
+    (registry_api) sign in with the password in $REGISTRY_HOME/api-password."""
     if create_key_file(settings.key_path):
         err.print(f"created key file {settings.key_path} (mode 600): back it up", highlight=False)
     engine = make_engine(url)
     try:
         migrate.upgrade(engine)
+        if not settings.api_database_url:  # else the deployment manages the API's login
+            with transaction(engine) as session:
+                session.execute(
+                    text("SELECT registry_set_api_password(:password)"),
+                    {"password": api_password(settings, create=True)},
+                )
     finally:
         engine.dispose()
 
@@ -431,6 +409,7 @@ def demo(
     with transaction(engine) as session:
         for level in ("community", "street", "city"):
             output.print_rates(compute_rates(session, level), "table", console)  # type: ignore[arg-type]
+        demo_password, demo_token = demo_account(session)
     engine.dispose()
     if not serve:
         console.print(
@@ -439,11 +418,31 @@ def demo(
             highlight=False,
         )
         return
-    print_urls(f"http://{host}:{port}")
+    print_urls(f"http://{host}:{port}", demo_password, demo_token)
     run_server(host, port)
 
 
-def print_urls(root: str) -> None:
+DEMO_ACCOUNT = "demo"
+
+
+def demo_account(session) -> tuple[str, str]:
+    """An ``admin`` account for trying the demo: a fresh password and token on each run
+    (the previous ones stop working), printed because nobody else can see them."""
+    import secrets
+
+    from registry import auth
+    from registry.models import Account
+
+    password = secrets.token_urlsafe(9)
+    if session.get(Account, DEMO_ACCOUNT) is None:
+        auth.add_account(session, DEMO_ACCOUNT, "admin", [], password)
+    else:
+        auth.set_password(session, DEMO_ACCOUNT, password)
+        auth.revoke_all(session, DEMO_ACCOUNT)
+    return password, auth.create_token(session, DEMO_ACCOUNT, auth.parse_duration("7d"))
+
+
+def print_urls(root: str, password: str, token: str) -> None:
     console.print("\nServing the registry API (Ctrl-C to stop):", highlight=False)
     for what, path in (
         ("landing page (OGC API)", "/"),
@@ -453,4 +452,18 @@ def print_urls(root: str) -> None:
         ("API definition", "/api"),
     ):
         console.print(f"  {what:26} {root}{path}", highlight=False)
-    console.print(f"  QGIS / GDAL: ogrinfo OAPIF:{root}", highlight=False)
+    console.print(
+        f"\nSign in at {root}/login as {DEMO_ACCOUNT} with password {password}\n"
+        f"or send the header  Authorization: Bearer {token}  (valid 7 days):",
+        highlight=False,
+    )
+    console.print(f'  curl -H "Authorization: Bearer {token}" {root}/collections', highlight=False)
+    console.print(
+        f'  QGIS / GDAL: GDAL_HTTP_HEADERS="Authorization: Bearer {token}" ogrinfo OAPIF:{root}',
+        highlight=False,
+    )
+    console.print(
+        "  More accounts: registry users add NAME --role officer --jurisdiction CODE; "
+        "registry token create NAME",
+        highlight=False,
+    )

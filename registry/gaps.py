@@ -14,6 +14,7 @@ Repository functions take a sync Session and never commit.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any
 
@@ -34,7 +35,7 @@ from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
 from sqlalchemy.orm import Session
 
 from registry.models import SRID, Community
-from registry.rates import check_code_prefix
+from registry.rates import check_code_prefix, within
 from registry.settings import RegistryError
 
 # gap -> (the rate's denominator, its numerator): the gap is their difference
@@ -118,6 +119,7 @@ def community_gaps(
     code: str | None = None,
     as_of: dt.date | None = None,
     limit: int = DEFAULT_LIMIT,
+    scope: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Per community (code prefix ``code``, ordered by code): each gap's ``count``, and for
     the :data:`LISTED` gaps up to ``limit`` ids (in byte order) and whether they were truncated."""
@@ -129,6 +131,8 @@ def community_gaps(
     residents = resident_gaps()
     if code:
         communities = communities.where(Community.code.startswith(code, autoescape=True))
+    if scope is not None:  # the caller's jurisdiction: its communities' rows only
+        communities = communities.where(within(Community.code, scope))
     rows: dict[str, dict[str, Any]] = {
         c.code: {"code": c.code, "name": c.name}
         | {g: {"count": 0, "ids": [], "truncated": False} for g in LISTED}
@@ -158,11 +162,15 @@ def community_gaps(
         .order_by(ranked.c.community_code, ranked.c.kind, ranked.c.n)
     )
     for item in session.execute(listed):
+        if item.community_code not in rows:
+            continue
         gap = rows[item.community_code][item.kind]
         gap["count"] = item.total
         gap["truncated"] = item.total > limit
         if item.n <= limit:
             gap["ids"].append(item.id)
     for count in session.execute(resident_counts, {"as_of": as_of or dt.date.today()}):
+        if count.community_code not in rows:
+            continue
         rows[count.community_code]["residents_not_on_map"]["count"] = count.residents_not_on_map
     return list(rows.values())

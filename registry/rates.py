@@ -9,10 +9,24 @@ sum those counts (never average rates), and a rate whose denominator is 0 is nul
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any, Literal
 
-from sqlalchemy import Integer, String, Subquery, case, cast, column, func, literal, select, text
+from sqlalchemy import (
+    Integer,
+    String,
+    Subquery,
+    case,
+    cast,
+    column,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -80,6 +94,11 @@ def check_code_prefix(code: str | None) -> None:
         raise RegistryError(f"code {code!r} must be up to 12 digits")
 
 
+def within(code: ColumnElement, scope: Sequence[str]) -> ColumnElement:
+    """``code`` starts with one of the prefixes of ``scope`` (false for an empty scope)."""
+    return or_(false(), *(code.startswith(prefix, autoescape=True) for prefix in scope))
+
+
 def ratio(numerator: ColumnElement, denominator: ColumnElement) -> ColumnElement:
     """numerator / denominator as a fraction, null when the denominator is 0."""
     return cast(numerator, DOUBLE_PRECISION) / func.nullif(denominator, 0)
@@ -91,10 +110,12 @@ def compute_rates(
     code: str | None = None,
     as_of: dt.date | None = None,
     recount: bool = False,
+    scope: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows of :data:`FIELDS`, ordered by code. ``code`` keeps the communities whose code
-    starts with it (a community, street or district code); ``recount`` computes the
-    counts from the definitions instead of reading the counters (same numbers, slower)."""
+    starts with it (a community, street or district code), and ``scope`` those under any
+    of its prefixes (a caller's jurisdiction; None: all); ``recount`` computes the counts
+    from the definitions instead of reading the counters (same numbers, slower)."""
     if level not in LEVELS:
         raise RegistryError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
     check_code_prefix(code)
@@ -116,6 +137,8 @@ def compute_rates(
     )
     if code:
         grouped = grouped.where(counts.c.code.startswith(code, autoescape=True))
+    if scope is not None:
+        grouped = grouped.where(within(counts.c.code, scope))
     if level in ("street", "district"):
         grouped = grouped.group_by(code_column)
     grouped = grouped.subquery("grouped")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
@@ -26,6 +28,14 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("DATABASE_URL", "REGISTRY_DATABASE_URL")
     )
     key_file: Path | None = None
+    api_database_url: str | None = Field(
+        default=None,
+        description="The API's own connection, as a role that owns nothing (registry_api); "
+        "default: the database URL with user registry_api and the API password.",
+    )
+    api_password: str | None = Field(
+        default=None, description="registry_api's password; default: $REGISTRY_HOME/api-password"
+    )
 
     @property
     def home_dir(self) -> Path:
@@ -34,6 +44,10 @@ class Settings(BaseSettings):
     @property
     def key_path(self) -> Path:
         return (self.key_file or self.home_dir / "keys.json").expanduser().resolve()
+
+    @property
+    def api_password_path(self) -> Path:
+        return self.home_dir / "api-password"
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -57,3 +71,38 @@ def resolve_database_url(settings: Settings) -> str:
             f"{settings.home_dir}. Run `registry db up` first."
         )
     return url
+
+
+API_ROLE = "registry_api"
+
+
+def api_password(settings: Settings, create: bool = False) -> str:
+    """The API role's password: from the settings, else the file in the home directory
+    (created with a random password, mode 600, when ``create``)."""
+    if settings.api_password:
+        return settings.api_password
+    path = settings.api_password_path
+    if create and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(24))
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        raise RegistryError(
+            f"no API password: {path} does not exist. Run `registry db up` or "
+            "`registry db migrate`, or set REGISTRY_API_DATABASE_URL / REGISTRY_API_PASSWORD"
+        ) from None
+
+
+def resolve_api_database_url(settings: Settings) -> str:
+    """Where the API connects: its own URL if set, else the registry's database as
+    ``registry_api`` — never as the owner, so row-level security applies to it."""
+    if settings.api_database_url:
+        return sqlalchemy_url(settings.api_database_url)
+    from sqlalchemy import make_url
+
+    owner = make_url(resolve_database_url(settings))
+    url = owner.set(username=API_ROLE, password=api_password(settings))
+    return url.render_as_string(hide_password=False)

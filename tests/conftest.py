@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner, Result
 
@@ -22,6 +22,7 @@ from registry.settings import sqlalchemy_url
 from registry.vault import IdentityVault, create_key_file, load_vault
 
 TEMPLATE = "registry_test_template"
+API_PASSWORD = "registry-test-api-password"  # the API role's, in the test cluster only
 FAST_SERVER = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 
@@ -70,8 +71,52 @@ def template_url(server_url: str) -> str:
     url = make_url(server_url).set(database=TEMPLATE).render_as_string(hide_password=False)
     engine = make_engine(url)
     migrate.upgrade(engine)
+    with engine.begin() as conn:  # the API signs in as registry_api (migration 0006)
+        conn.execute(text("SELECT registry_set_api_password(:p)"), {"p": API_PASSWORD})
     engine.dispose()
     return url
+
+
+def api_settings_for(database_url: str, home: Path, **overrides):
+    """API settings over ``database_url``, connecting as the API role, checking every
+    token on every request (no credential cache), so revocation tests see it at once."""
+    from api.settings import ApiSettings
+
+    return ApiSettings(
+        **{
+            "database_url": database_url,
+            "home": home,
+            "api_password": API_PASSWORD,
+            "auth_cache_seconds": 0,
+            **overrides,
+        }
+    )
+
+
+def grant(
+    database_url: str,
+    name: str = "tester",
+    role: str = "admin",
+    jurisdiction: tuple[str, ...] = (),
+    password: str | None = None,
+) -> str:
+    """A bearer token for an account (created if new), written as the owner would."""
+    from registry.auth import add_account, create_token
+    from registry.db import transaction
+    from registry.models import Account
+
+    engine = make_engine(database_url)
+    try:
+        with transaction(engine) as session:
+            if session.get(Account, name) is None:
+                add_account(session, name, role, list(jurisdiction), password)
+            return create_token(session, name)
+    finally:
+        engine.dispose()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def create_database(server_url: str, template: str | None) -> str:
@@ -120,7 +165,13 @@ def registry_env(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -
     home = tmp_path / "home"
     key_file = home / "keys.json"
     create_key_file(key_file)
-    env = {"DATABASE_URL": db_url, "REGISTRY_HOME": str(home), "REGISTRY_KEY_FILE": str(key_file)}
+    env = {
+        "DATABASE_URL": db_url,
+        "REGISTRY_HOME": str(home),
+        "REGISTRY_KEY_FILE": str(key_file),
+        # the API role is shared by the cluster: every test gives it the same password
+        "REGISTRY_API_PASSWORD": API_PASSWORD,
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
@@ -176,23 +227,26 @@ def sample_db_url(server_url: str, template_url: str, tmp_path_factory: pytest.T
 
 @pytest.fixture(scope="session")
 def api_settings(sample_db_url: str, tmp_path_factory: pytest.TempPathFactory):
-    from api.settings import ApiSettings
-
-    return ApiSettings(
-        database_url=sample_db_url,
-        home=tmp_path_factory.mktemp("api-home"),
-        statement_timeout_ms=20_000,
+    return api_settings_for(
+        sample_db_url, tmp_path_factory.mktemp("api-home"), statement_timeout_ms=20_000
     )
 
 
 @pytest.fixture(scope="session")
-def api_client(api_settings):
-    """An in-process client of the API over the sample database (lifespan run once)."""
+def admin_token(sample_db_url: str) -> str:
+    """A token of an ``admin`` of the sample database: sees every building and address."""
+    return grant(sample_db_url, "sample-admin", "admin")
+
+
+@pytest.fixture(scope="session")
+def api_client(api_settings, admin_token):
+    """An in-process client of the API over the sample database (lifespan run once),
+    signed in as an admin."""
     from fastapi.testclient import TestClient
 
     from api import create_app
 
-    with TestClient(create_app(api_settings)) as client:
+    with TestClient(create_app(api_settings), headers=bearer(admin_token)) as client:
         yield client
 
 

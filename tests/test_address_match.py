@@ -18,11 +18,12 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
 from api import create_app
-from api.settings import ApiSettings
 from registry.address.match import Matcher
 from registry.cli import SAMPLE_BUNDLE
 from registry.idnumber import synthetic_id_number
 from registry.models import AddressReview, Residence
+
+from conftest import api_settings_for, bearer, grant
 
 
 @pytest.fixture(scope="module")
@@ -161,8 +162,10 @@ def test_residents_with_addresses_load_placed_or_queued(cli, tmp_path, registry_
 
 def test_api_match_and_review(cli, tmp_path, registry_env):
     assert cli("load", bundle_with_addresses(tmp_path, RESIDENTS)).exit_code == 0
-    app = create_app(ApiSettings(database_url=registry_env["DATABASE_URL"], home=tmp_path))
-    with TestClient(app) as client:
+    url = registry_env["DATABASE_URL"]
+    app = create_app(api_settings_for(url, tmp_path))
+    token = grant(url, "station1", "station", ("420111002",))
+    with TestClient(app, headers=bearer(token)) as client:
         answer = client.post(
             "/addresses/match",
             json={

@@ -18,9 +18,8 @@ from pyproj import Transformer
 from sqlalchemy import create_engine, text
 
 from api import create_app
-from api.settings import ApiSettings
 
-from conftest import LiveServer
+from conftest import LiveServer, api_settings_for, bearer, grant
 
 EPSG = "http://www.opengis.net/def/crs/EPSG/0/"
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -193,8 +192,8 @@ def test_keyset_pages_stay_correct_under_concurrent_inserts(db_url, tmp_path):
                 text("INSERT INTO building (id, community_code) VALUES (:id, '420111002005')"),
                 {"id": f"B{n:02d}"},
             )
-    app = create_app(ApiSettings(database_url=db_url, home=tmp_path))
-    with TestClient(app) as client:
+    app = create_app(api_settings_for(db_url, tmp_path))
+    with TestClient(app, headers=bearer(grant(db_url))) as client:
         first = client.get("/collections/buildings/items?limit=2").json()
         assert [f["id"] for f in first["features"]] == ["B02", "B04"]
         with engine.begin() as conn:
@@ -314,7 +313,8 @@ def test_datetime_filters_buildings_by_verification_time(db_url, tmp_path):
             )
         )
     engine.dispose()
-    with TestClient(create_app(ApiSettings(database_url=db_url, home=tmp_path))) as client:
+    app = create_app(api_settings_for(db_url, tmp_path))
+    with TestClient(app, headers=bearer(grant(db_url))) as client:
 
         def ids(value):
             body = client.get(f"/collections/buildings/items?datetime={value}").json()
@@ -383,7 +383,7 @@ def add_slow_route(app):
     """A test-only route that runs a long query through the API's own pool."""
 
     async def slow(request: Request) -> dict:
-        async with request.app.state.database.connect() as conn:
+        async with request.app.state.database.unscoped() as conn:
             await conn.execute(text("SELECT pg_sleep(30)"))
         return {"done": True}
 
@@ -391,9 +391,7 @@ def add_slow_route(app):
 
 
 def test_statement_timeout_answers_503(sample_db_url, tmp_path):
-    app = create_app(
-        ApiSettings(database_url=sample_db_url, home=tmp_path, statement_timeout_ms=300)
-    )
+    app = create_app(api_settings_for(sample_db_url, tmp_path, statement_timeout_ms=300))
     add_slow_route(app)
     with TestClient(app) as client:
         started = time.monotonic()
@@ -404,7 +402,7 @@ def test_statement_timeout_answers_503(sample_db_url, tmp_path):
 
 
 def test_query_is_cancelled_when_the_client_goes_away(sample_db_url, tmp_path):
-    app = create_app(ApiSettings(database_url=sample_db_url, home=tmp_path))
+    app = create_app(api_settings_for(sample_db_url, tmp_path))
     add_slow_route(app)
     engine = create_engine(sample_db_url)
 

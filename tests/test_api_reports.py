@@ -26,6 +26,8 @@ from registry.gaps import GAPS, LISTED, coverage_gaps, packaged_sql
 from registry.output import RATE_TITLES
 from registry.rates import COUNTS, FIELDS, LEVELS, RATES, compute_rates
 
+from conftest import bearer
+
 EXPECTED = json.loads(
     (Path(__file__).parents[1] / "data/fixtures/guanggu/expected_counts.json").read_text("utf-8")
 )
@@ -165,14 +167,14 @@ def test_html_street_outline_is_the_union(api_client):
     assert '"id": "420111002"' in page and "关山街道" in page
 
 
-def test_html_basemap(api_settings):
+def test_html_basemap(api_settings, admin_token):
     from fastapi.testclient import TestClient
 
     from api import create_app
 
     url = "https://tiles.example.org/{z}/{x}/{y}.png"
     settings = api_settings.model_copy(update={"basemap_url": url})
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=bearer(admin_token)) as client:
         page = client.get("/reports/coverage", params={"f": "html", "as_of": AS_OF}).text
     assert "L.tileLayer(" in page and url in page
     assert "tiles.example.org" in page.split("L.tileLayer(", 1)[1].split("attribution", 1)[1]

@@ -20,10 +20,11 @@ from sqlalchemy.orm import Session
 
 from api import create_app
 from api import tiles as api_tiles
-from api.settings import ApiSettings
 from registry import collections, tiles
 from registry.db import make_engine
 from registry.rates import compute_rates
+
+from conftest import api_settings_for, bearer, grant
 
 MVT = "application/vnd.mapbox-vector-tile"
 HALF_WORLD = math.pi * 6378137.0
@@ -471,7 +472,8 @@ def tile_path(layers: str, lon: float, lat: float, z: int = 16) -> str:
 
 @pytest.fixture
 def fresh_client(db_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(ApiSettings(database_url=db_url, home=tmp_path))) as client:
+    app = create_app(api_settings_for(db_url, tmp_path))
+    with TestClient(app, headers=bearer(grant(db_url))) as client:
         yield client
 
 

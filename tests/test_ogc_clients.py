@@ -22,6 +22,8 @@ import pyogrio
 import pytest
 from sqlalchemy import create_engine, text
 
+from conftest import bearer, grant
+
 PUBLIC_TABLES = {
     "communities": "SELECT count(*) FROM community",
     "buildings": "SELECT count(*) FROM building",
@@ -30,10 +32,12 @@ PUBLIC_TABLES = {
 }
 
 
-def gdal(*args: str) -> subprocess.CompletedProcess:
+def gdal(*args: str, token: str) -> subprocess.CompletedProcess:
+    """Run a GDAL tool that signs in to the API with ``token`` (GDAL_HTTP_HEADERS)."""
     if shutil.which(args[0]) is None:
         pytest.skip(f"{args[0]} (Debian's gdal-bin) is not installed")
-    return subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+    env = {**os.environ, "GDAL_HTTP_HEADERS": f"Authorization: Bearer {token}"}
+    return subprocess.run(args, capture_output=True, text=True, timeout=300, check=False, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -45,21 +49,31 @@ def database_counts(sample_db_url):
     return counts
 
 
-def test_ogrinfo_lists_collections_with_database_counts(live_server, database_counts):
-    listing = gdal("ogrinfo", "-ro", "-q", f"OAPIF:{live_server.url}")
+def test_ogrinfo_lists_collections_with_database_counts(live_server, database_counts, admin_token):
+    listing = gdal("ogrinfo", "-ro", "-q", f"OAPIF:{live_server.url}", token=admin_token)
     assert listing.returncode == 0, listing.stderr
     for name in ["communities", "buildings", "addresses", "footprints", "coverage-gaps"]:
         assert name in listing.stdout
     for name, expected in database_counts.items():
-        summary = gdal("ogrinfo", "-ro", "-so", f"OAPIF:{live_server.url}", name)
+        summary = gdal("ogrinfo", "-ro", "-so", f"OAPIF:{live_server.url}", name, token=admin_token)
         assert summary.returncode == 0, summary.stderr
         assert f"Feature Count: {expected}" in summary.stdout, (name, summary.stdout)
 
 
-def test_ogr2ogr_copies_all_buildings_across_pages(live_server, sample_db_url, tmp_path: Path):
+def test_ogr2ogr_copies_all_buildings_across_pages(
+    live_server, sample_db_url, tmp_path: Path, admin_token
+):
     out = tmp_path / "buildings.gpkg"
     # GDAL 3.6 asks for pages of 10, so the 221 buildings take 23 requests
-    copy = gdal("ogr2ogr", "-f", "GPKG", str(out), f"OAPIF:{live_server.url}", "buildings")
+    copy = gdal(
+        "ogr2ogr",
+        "-f",
+        "GPKG",
+        str(out),
+        f"OAPIF:{live_server.url}",
+        "buildings",
+        token=admin_token,
+    )
     assert copy.returncode == 0, copy.stderr
     table = pyogrio.read_dataframe(out)
     engine = create_engine(sample_db_url)
@@ -72,7 +86,9 @@ def test_ogr2ogr_copies_all_buildings_across_pages(live_server, sample_db_url, t
     assert copied == {r.id: r.name for r in rows}  # Chinese names survive the trip
 
 
-def test_ogr2ogr_where_is_filtered_by_the_server(live_server, sample_db_url, tmp_path: Path):
+def test_ogr2ogr_where_is_filtered_by_the_server(
+    live_server, sample_db_url, tmp_path: Path, admin_token
+):
     engine = create_engine(sample_db_url)
     with engine.connect() as conn:
         code, expected = conn.execute(
@@ -95,6 +111,7 @@ def test_ogr2ogr_where_is_filtered_by_the_server(live_server, sample_db_url, tmp
         "--config",
         "CPL_CURL_VERBOSE",
         "YES",
+        token=admin_token,
     )
     assert copy.returncode == 0, copy.stderr
     features = json.loads(out.read_text(encoding="utf-8"))["features"]
@@ -104,10 +121,10 @@ def test_ogr2ogr_where_is_filtered_by_the_server(live_server, sample_db_url, tmp
     assert f"community_code={code}" in copy.stderr
 
 
-def test_owslib_reads_collections_and_items(live_server, database_counts):
+def test_owslib_reads_collections_and_items(live_server, database_counts, admin_token):
     from owslib.ogcapi.features import Features
 
-    client = Features(live_server.url)
+    client = Features(live_server.url, headers=bearer(admin_token))
     ids = set(client.feature_collections())  # ids of the collections of itemType feature
     assert {"communities", "buildings", "addresses", "footprints", "coverage-gaps"} <= ids
     page = client.collection_items("communities", limit=100)
@@ -142,13 +159,15 @@ def test_demo_serves_the_api_to_ogrinfo(registry_env):
         while True:
             assert demo.poll() is None, demo.stdout.read()
             try:
-                if httpx.get(root + "/collections", timeout=2).status_code == 200:
+                if httpx.get(root + "/", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             assert time.monotonic() < deadline, "demo did not start serving"
             time.sleep(0.3)
-        listing = gdal("ogrinfo", "-ro", "-q", f"OAPIF:{root}")
+        assert httpx.get(root + "/collections", timeout=5).status_code == 401
+        token = grant(registry_env["DATABASE_URL"], "gis-desk", "gis", ("420111",))
+        listing = gdal("ogrinfo", "-ro", "-q", f"OAPIF:{root}", token=token)
         assert listing.returncode == 0, listing.stderr
         assert "buildings" in listing.stdout and "coverage-gaps" in listing.stdout
     finally:
@@ -156,4 +175,5 @@ def test_demo_serves_the_api_to_ogrinfo(registry_env):
         output, _ = demo.communicate(timeout=30)
     assert f"{root}/collections" in output
     assert f"ogrinfo OAPIF:{root}" in output
+    assert "Authorization: Bearer rgt_" in output and "Sign in at" in output
     assert "Traceback" not in output

@@ -13,6 +13,8 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
+from conftest import bearer
+
 EXAMPLES_PER_OPERATION = 40
 
 
@@ -27,7 +29,7 @@ def client_errors_are_problem_json(ctx, response, case) -> None:
         assert response.json()["detail"], "a problem must say what was wrong"
 
 
-def test_no_server_errors_on_any_operation(live_server):
+def test_no_server_errors_on_any_operation(live_server, admin_token):
     schema = schemathesis.openapi.from_url(live_server.url + "/api")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 15  # every OGC path per collection, tiles, reports, exports
@@ -52,6 +54,7 @@ def test_no_server_errors_on_any_operation(live_server):
             calls["count"] += 1
             case.call_and_validate(
                 base_url=live_server.url,
+                headers=bearer(admin_token),
                 checks=[not_a_server_error, client_errors_are_problem_json],
             )
 

@@ -210,6 +210,45 @@ $$
 """
 
 
+LOGIN_FAILURES = """
+CREATE FUNCTION registry_login_failures(account text, client inet, since timestamptz)
+RETURNS integer
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
+    -- failed sign-ins for an account or from an address: a count, so that throttling needs
+    -- no read access to the audit log
+    SELECT count(*)::integer
+    FROM audit_log
+    WHERE action = 'login_failed' AND at > since
+      AND (user_name = account OR (client IS NOT NULL AND client_ip = client))
+$$
+"""
+
+
+RESIDENTS_NOT_ON_MAP = f"""
+CREATE FUNCTION registry_residents_not_on_map(as_of date)
+RETURNS TABLE (community_code text, residents_not_on_map integer)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
+    -- active residents not placed on the map, counted per community: a count that roles
+    -- who may not see persons may see. Runs as the owner, so it applies the caller's
+    -- scope itself; a caller with no role set sees all only if it is not the API's role.
+    SELECT r.community_code::text, count(*)::integer
+    FROM residence r
+    LEFT JOIN room ON room.id = r.room_id
+    LEFT JOIN on_map_building m ON m.id = room.building_id
+    WHERE (r.moved_out IS NULL OR r.moved_out > as_of)
+      AND m.id IS NULL
+      AND (registry_sees_all()
+           OR r.community_code LIKE ANY (registry_scope_patterns())
+           OR (registry_role() IS NULL AND session_user <> '{API_ROLE}' AND NOT EXISTS (
+                   SELECT 1 FROM pg_auth_members am
+                   JOIN pg_roles g ON g.oid = am.roleid
+                   JOIN pg_roles u ON u.oid = am.member
+                   WHERE g.rolname = '{API_ROLE}' AND u.rolname = session_user)))
+    GROUP BY r.community_code
+$$
+"""
+
+
 def upgrade() -> None:
     op.create_table(
         "account",
@@ -296,10 +335,12 @@ def upgrade() -> None:
         sa.Column("key_version", sa.SmallInteger, nullable=False, server_default="1"),
     )
 
+    op.execute(LOGIN_FAILURES)
     op.execute(CREATE_API_ROLE)
     op.execute(SET_API_PASSWORD)
     op.execute("REVOKE ALL ON FUNCTION registry_set_api_password(text) FROM PUBLIC")
     op.execute(CONTEXT_FUNCTIONS)
+    op.execute(RESIDENTS_NOT_ON_MAP)
     op.execute(LEAKPROOF)
     for function in DEFINER_FUNCTIONS:
         op.execute(f"ALTER FUNCTION {function} SECURITY DEFINER SET search_path = public")
@@ -351,6 +392,8 @@ def downgrade() -> None:
         "registry_scope_patterns()",
         "registry_role()",
         "registry_set_api_password(text)",
+        "registry_login_failures(text, inet, timestamptz)",
+        "registry_residents_not_on_map(date)",
     ):
         op.execute(f"DROP FUNCTION {function}")
     op.drop_column("person", "key_version")
