@@ -12,6 +12,7 @@ seconds by default): revoking or expiring takes effect within that delay.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -73,7 +74,13 @@ class CredentialCache:
 
 
 def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The client's address as the audit log stores it (behind a proxy, uvicorn's
+    ``--proxy-headers`` puts the forwarded address here); None if not an IP address."""
+    host = request.client.host if request.client else None
+    try:
+        return str(ipaddress.ip_address(host)) if host else None
+    except ValueError:
+        return None
 
 
 def presented_secret(request: Request) -> tuple[str, str] | None:

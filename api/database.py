@@ -56,6 +56,7 @@ class Database:
             pool_size=settings.pool_size,
             max_overflow=settings.max_overflow,
             pool_pre_ping=True,
+            hide_parameters=True,  # errors and logs never show bound values
             connect_args={"options": timeout, "application_name": "registry-api"},
         )
         reader = create_async_engine(
@@ -63,6 +64,7 @@ class Database:
             pool_size=settings.pool_size,
             max_overflow=settings.max_overflow,
             isolation_level="AUTOCOMMIT",
+            hide_parameters=True,
             connect_args={
                 "options": f"{timeout} -c default_transaction_read_only=on",
                 "application_name": "registry-api-read",
@@ -127,6 +129,11 @@ class Database:
         async with AsyncSession(self.engine) as session, session.begin():
             await session.execute(auth.SET_CONTEXT, auth.context_params(principal))
             return await session.run_sync(fn, *args, **kwargs)
+
+    async def audit(self, principal: Principal, action: str, **kwargs: Any) -> None:
+        """Append one audit row in its own transaction (for reads that wrote nothing)."""
+        async with AsyncSession(self.engine) as session, session.begin():
+            await session.execute(audit.entry(principal, action, **kwargs))
 
     # ------------------------------------------------------------ sign-in
 

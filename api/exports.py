@@ -20,7 +20,7 @@ import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from api.auth import principal_of
+from api.auth import client_ip, principal_of
 from api.problems import bad_request, not_found
 from registry.export import (
     BATCH_SIZE,
@@ -72,12 +72,21 @@ async def export(
     ] = None,
 ) -> StreamingResponse:
     """A collection as a file (ext: gpkg, fgb, geojson or csv). FlatGeobuf leaves out
-    features without geometry; persons and rooms are never exported."""
+    features without geometry; persons and rooms are never exported. Each export is
+    audited; row-level security limits it to the caller's jurisdiction."""
     spec = validated(collection, ext, crs, code)
+    principal = principal_of(request)
     scratch = Path(tempfile.mkdtemp(prefix="registry-export-"))
     try:
         path = scratch / spec.filename
-        await write_file(request, spec, path)
+        count = await write_file(request, spec, path)
+        # audited before a byte leaves: an export whose audit row fails is not sent
+        await request.app.state.database.audit(
+            principal,
+            "export",
+            client_ip=client_ip(request),
+            detail={"collection": collection, "format": ext, "code": code, "features": count},
+        )
         file = path.open("rb")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)  # POSIX: the open file stays readable

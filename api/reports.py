@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import in_jurisdiction, principal_of
 from api.problems import Problem, bad_request, not_found
 from api.report_map import coverage_page, outlines
+from api.security import content_security_policy, origin_of, script_hashes
 from registry.auth import Principal
 from registry.disclosure import suppress_gaps_row, suppress_rates_row
 from registry.gaps import DEFAULT_LIMIT, community_gaps, has_communities
@@ -153,6 +154,10 @@ async def coverage(
                 basemap_url=settings.basemap_url,
                 basemap_attribution=getattr(settings, "basemap_attribution", None),
             )
+        )
+        # folium inlines the map's scripts: allow exactly those, by hash
+        headers["Content-Security-Policy"] = content_security_policy(
+            script_hashes(page), origin_of(settings.basemap_url)
         )
         return HTMLResponse(page, headers=headers)
     return JSONResponse(rows, headers=headers)

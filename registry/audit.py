@@ -35,7 +35,8 @@ def entry(
     """The INSERT of one audit row (for a session or an async connection alike)."""
     if action not in AUDIT_ACTIONS:
         raise ValueError(f"unknown audit action {action}")
-    return insert(AuditLog).values(
+    # the table (no RETURNING: see AuditLog), not the ORM entity
+    return insert(AuditLog.__table__).values(
         user_name=principal.name if principal else (user_name or "-"),
         role=principal.role if principal else None,
         jurisdiction=list(principal.jurisdiction) if principal else None,

@@ -54,7 +54,7 @@ class Principal:
     @property
     def scope_key(self) -> str:
         """What the rows this principal sees depend on: for caches shared by requests."""
-        return "*" if self.sees_all else f"{self.role in PERSON_READERS}:{self.scope}"
+        return "*" if self.sees_all else f"{self.role}:{self.scope}"
 
     @property
     def sees_persons(self) -> bool:

@@ -7,13 +7,14 @@ clear message and exit non-zero; they never show a traceback.
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from sqlalchemy import text
 
-from registry import migrate, output
+from registry import audit, migrate, output
 from registry.cli_access import audit_command, token_app, users_app
 from registry.cli_common import console, err, migrated_engine, reports_errors
 from registry.db import make_engine, transaction
@@ -250,6 +251,13 @@ def export(
     engine = migrated_engine(Settings())
     with replacing(file) as temporary, transaction(engine) as session:
         count = write_export(session, spec, temporary)
+        audit.record(
+            session,
+            None,
+            "export",
+            user_name=f"cli:{getpass.getuser()}",
+            detail={"collection": collection, "file": str(file), "code": code, "features": count},
+        )
     console.print(f"wrote {count} features to {file}", highlight=False)
     if spec.drops_missing_geometry:
         err.print("FlatGeobuf leaves out features without geometry", highlight=False)

@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from registry import models
+from registry.disclosure import PERSON_COUNTS
 from registry.rates import RATES, community_counts, ratio
 
 STORAGE_SRID = models.SRID
@@ -96,6 +97,14 @@ COUNT_DESCRIPTIONS = {
 }
 
 
+def published(counts: FromClause, name: str) -> ColumnElement:
+    """A count as the caller may see it: person counts from 1 to 4 are null for the gis
+    role (``registry_disclose``, migration 0006; registry/disclosure.py)."""
+    if name in PERSON_COUNTS:
+        return func.registry_disclose(counts.c[name])
+    return counts.c[name]
+
+
 def communities_source() -> FromClause:
     """Communities with today's rates: counts per community joined to the boundary."""
     community = models.Community.__table__
@@ -109,8 +118,11 @@ def communities_source() -> FromClause:
             community.c.street_name,
             community.c.district_code,
             community.c.district_name,
-            *(counts.c[name] for name in COUNT_DESCRIPTIONS),
-            *(ratio(counts.c[n], counts.c[d]).label(rate) for rate, (n, d) in RATES.items()),
+            *(published(counts, name).label(name) for name in COUNT_DESCRIPTIONS),
+            *(
+                ratio(published(counts, n), published(counts, d)).label(rate)
+                for rate, (n, d) in RATES.items()
+            ),
             community.c.updated_at,
             community.c.boundary.label("geom"),
         )

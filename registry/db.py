@@ -14,7 +14,8 @@ from registry.settings import RegistryError
 
 
 def make_engine(url: str, **kwargs) -> Engine:
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    # errors and logs never show bound values: they can be identity numbers or names
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
 def check_schema(engine: Engine) -> None:

@@ -4,6 +4,10 @@ A count of one or two residents in a community, joined with other public facts, 
 point at a person. For roles that publish aggregates onwards (``gis``), counts of persons
 from 1 to 4 become ``"<5"`` and the rates computed from them become null. Zero stays zero:
 it reveals no one.
+
+Reports (JSON, CSV, HTML) show ``"<5"``; typed outputs (features, tiles, exports of the
+communities collection) cannot hold a string in an integer field, so the database's
+``registry_disclose`` gives them null instead, with the same rule.
 """
 
 from __future__ import annotations

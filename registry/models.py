@@ -482,4 +482,6 @@ class AuditLog(Base):
         CheckConstraint(enum_check("action", AUDIT_ACTIONS), name="action"),
         Index(None, "at"),
         Index(None, "user_name", "at"),
+        # writers may INSERT only: no RETURNING, which would need SELECT
+        {"implicit_returning": False},
     )

@@ -324,7 +324,7 @@ def test_etag_and_304(api_client, tile16):
     path = f"/tiles/buildings/{z}/{x}/{y}.mvt"
     first = api_client.get(path)
     etag = first.headers["etag"]
-    assert etag.startswith('"') and first.headers["cache-control"] == "public, no-cache"
+    assert etag.startswith('"') and first.headers["cache-control"] == "private, no-cache"
     again = api_client.get(path)
     assert again.headers["etag"] == etag and again.content == first.content
     for header in (etag, f"W/{etag}", f'"other", {etag}', "*"):
@@ -405,7 +405,7 @@ def test_layers_outside_their_zoom_range_are_left_out(api_client, tile16):
     x5, y5 = tile_xy(114.39, 30.505, 5)
     low = api_client.get(f"/tiles/buildings/5/{x5}/{y5}.mvt")
     assert low.status_code == 204 and low.content == b""
-    assert low.headers["etag"] and low.headers["cache-control"] == "public, no-cache"
+    assert low.headers["etag"] and low.headers["cache-control"] == "private, no-cache"
     assert (
         api_client.get(
             f"/tiles/buildings/5/{x5}/{y5}.mvt", headers={"If-None-Match": low.headers["etag"]}

@@ -79,6 +79,12 @@ CREATE FUNCTION registry_sees_all() RETURNS boolean
 LANGUAGE sql STABLE AS $$ SELECT coalesce(registry_role() = 'admin', false) $$;
 CREATE FUNCTION registry_sees_persons() RETURNS boolean
 LANGUAGE sql STABLE AS $$ SELECT coalesce(registry_role() IN ('officer', 'station'), false) $$;
+CREATE FUNCTION registry_disclose(n bigint) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    -- a published count of persons: null (suppressed) from 1 to 4 for the gis role, whose
+    -- data is passed on; see registry/disclosure.py
+    SELECT CASE WHEN registry_role() = 'gis' AND n BETWEEN 1 AND 4 THEN NULL ELSE n END
+$$;
 CREATE FUNCTION registry_may_edit() RETURNS boolean
 LANGUAGE sql STABLE AS $$
     SELECT coalesce(registry_role() IN ('officer', 'station', 'admin'), false)
@@ -387,6 +393,7 @@ def downgrade() -> None:
         op.execute(f"ALTER FUNCTION {function} SECURITY INVOKER RESET search_path")
     for function in (
         "registry_may_edit()",
+        "registry_disclose(bigint)",
         "registry_sees_persons()",
         "registry_sees_all()",
         "registry_scope_patterns()",
