@@ -545,7 +545,13 @@ class _Parser:
                 "name a geometry property"
             )
         function = getattr(func, _SPATIAL[name])
-        return function(self.sql(first, first), self.sql(second, second))
+        left, right = self.sql(first, first), self.sql(second, second)
+        if name == "S_DISJOINT":
+            return function(left, right)
+        # every other predicate implies that the boxes overlap: saying so lets the spatial
+        # index serve it under row-level security, where PostGIS's ST_ functions (not
+        # LEAKPROOF) may not become index conditions but ``&&`` (marked LEAKPROOF) may
+        return sql_and(left.bool_op("&&")(right), function(left, right))
 
     # -- operands
 
