@@ -17,6 +17,7 @@ from sqlalchemy import text
 from registry import audit, migrate, output
 from registry.cli_access import audit_command, token_app, users_app
 from registry.cli_common import console, err, migrated_engine, reports_errors
+from registry.cli_keys import keys_app
 from registry.db import make_engine, transaction
 from registry.embedded import EmbeddedCluster
 from registry.rates import LEVELS, compute_rates
@@ -34,6 +35,7 @@ review_app = typer.Typer(help="The review queue of free-text addresses not place
 app.add_typer(review_app, name="review")
 app.add_typer(users_app, name="users")
 app.add_typer(token_app, name="token")
+app.add_typer(keys_app, name="keys")
 app.command("audit")(audit_command)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -75,12 +75,14 @@ def place_addresses(
 
 
 def residence_of(session: Session, vault: IdentityVault, values: tuple):
-    lookup = vault.lookup_key(values[ID_NUMBER])
+    """The residence of the row's person and ``moved_in``, whichever key version the
+    person's row is under (during a rotation rows are under more than one)."""
+    lookups = vault.lookup_keys(values[ID_NUMBER])
     return session.execute(
         select(Residence.id, Residence.room_id)
         .join(Person, Person.id == Residence.person_id)
         .where(
-            Person.id_hmac == lookup,
+            Person.id_hmac.in_(lookups),
             Residence.moved_in.is_not_distinct_from(values[MOVED_IN]),
         )
     ).one_or_none()

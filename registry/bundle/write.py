@@ -22,7 +22,20 @@ from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Column, MetaData, Table, func, literal_column, select, text, tuple_
+from sqlalchemy import (
+    Column,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    Table,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import Insert, distinct_on, insert
 from sqlalchemy.orm import Session
 
@@ -258,7 +271,9 @@ RESIDENT_COLUMNS = (
     "moved_in",
     "moved_out",
 )
-PERSON_COLUMNS = ("id", "id_hmac", "id_cipher", "id_tail", "name")
+PERSON_COLUMNS = ("id", "id_hmac", "id_cipher", "id_tail", "name", "key_version")
+# a person of the load as the registry may hold it under an older key version
+REKEY_COLUMNS = ("old_hmac", "id_hmac", "id_cipher")
 RESIDENCE_COLUMNS = ("person_id", "room_id", "community_code", "category", "moved_in", "moved_out")
 
 
@@ -272,6 +287,7 @@ class FreshResidents:
 
     def __init__(self, pipe: CopyPipe, vault: IdentityVault, first_id: int) -> None:
         self.vault, self.first_id = vault, first_id
+        self.version = vault.current
         self.persons = Lines(pipe, Person.__tablename__, PERSON_COLUMNS)
         self.residences = Lines(pipe, Residence.__tablename__, RESIDENCE_COLUMNS)
         self.written = bytearray()
@@ -291,7 +307,7 @@ class FreshResidents:
             cipher = self.vault.encrypt(id_number, lookup)
             self.persons.lines.append(
                 f"{person_id}\t\\\\x{lookup.hex()}\t\\\\x{cipher.hex()}\t{id_number[-4:]}\t"
-                f"{copy_value(name)}\n"
+                f"{copy_value(name)}\t{self.version}\n"
             )
         self.residences.append((person_id, room, community, category, moved_in, moved_out))
         if len(self.residences.lines) >= CHUNK_ROWS:
@@ -322,7 +338,13 @@ def reserve_person_ids(session: Session) -> tuple[int, Callable[[int], None]]:
 
 
 class StagedResidents:
-    """Residents COPYed into a staging table, then persons and residences upserted."""
+    """Residents COPYed into a staging table, then persons and residences upserted.
+
+    While the key file has more than one version (a rotation is under way, or the old
+    keys are kept), each row also stages its look-up key under every older version, so
+    that a person the registry holds under an older key is found (one HMAC per version
+    per row, no query per row) and re-encrypted under the current one.
+    """
 
     def __init__(self, session: Session, pipe: CopyPipe, vault: IdentityVault) -> None:
         self.session, self.pipe, self.vault = session, pipe, vault
@@ -333,33 +355,75 @@ class StagedResidents:
         pipe.drain()
         self.stage = staging_table(session, "stage_residents", columns)
         self.lines = Lines(pipe, self.stage.name, RESIDENT_COLUMNS)
+        self.rekey_stage: Table | None = None
+        self.rekey_lines: Lines | None = None
+        if len(vault.versions) > 1:
+            rekey_columns = [Column(name, LargeBinary) for name in REKEY_COLUMNS]
+            self.rekey_stage = staging_table(session, "stage_person_keys", rekey_columns)
+            self.rekey_lines = Lines(pipe, self.rekey_stage.name, REKEY_COLUMNS)
 
     def add(self, row: Sequence[Any]) -> None:
         id_number, name, community, room, _, category, moved_in, moved_out, _ = row
-        lookup = self.vault.lookup_key(id_number)
-        cipher = self.vault.encrypt(id_number, lookup)
+        if self.rekey_lines is None:
+            lookup = self.vault.lookup_key(id_number)
+            cipher = self.vault.encrypt(id_number, lookup)
+        else:
+            lookup, *older = self.vault.lookup_keys(id_number)
+            cipher = self.vault.encrypt(id_number, lookup)
+            for old in older:
+                self.rekey_lines.add((old, lookup, cipher))
         self.lines.add(
             (lookup, cipher, id_number[-4:], name, room, community, category, moved_in, moved_out)
         )
 
     def finish(self) -> WriteCounts:
         self.lines.flush()
+        if self.rekey_lines is not None:
+            self.rekey_lines.flush()
         self.pipe.drain()
-        return upsert_residents(self.session, self.stage, self.lines.count)
+        if self.rekey_stage is not None:
+            rekey_persons(self.session, self.rekey_stage, self.vault.current)
+        return upsert_residents(self.session, self.stage, self.lines.count, self.vault.current)
 
 
-def upsert_residents(session: Session, stage: Table, staged: int) -> WriteCounts:
-    """Persons first (one per identity HMAC), then their residences.
+def rekey_persons(session: Session, stage: Table, key_version: int) -> None:
+    """Move the load's persons that the registry holds under an older key version to
+    the current one (new look-up key, new ciphertext), then drop the stage.
+
+    Afterwards every person of the load is keyed by its current look-up key, so the
+    upsert by ``id_hmac`` finds it instead of inserting a duplicate.
+    """
+    person = Person.__table__
+    keys = (
+        select(stage.c.old_hmac, stage.c.id_hmac, stage.c.id_cipher)
+        .ext(distinct_on(stage.c.old_hmac))
+        .subquery("keys")
+    )
+    session.execute(
+        update(person)
+        .where(person.c.id_hmac == keys.c.old_hmac)
+        .values(id_hmac=keys.c.id_hmac, id_cipher=keys.c.id_cipher, key_version=key_version)
+    )
+    stage.drop(session.connection())
+
+
+def upsert_residents(session: Session, stage: Table, staged: int, key_version: int) -> WriteCounts:
+    """Persons first (one per identity HMAC, new ones under ``key_version``), then
+    their residences.
 
     A person's ciphertext is written once: a new nonce on every load would otherwise
     make each reload look like a change.
     """
     person, residence = Person.__table__, Residence.__table__
     persons = insert(person).from_select(
-        ["id_hmac", "id_cipher", "id_tail", "name"],
-        select(stage.c.id_hmac, stage.c.id_cipher, stage.c.id_tail, stage.c.name).ext(
-            distinct_on(stage.c.id_hmac)
-        ),
+        ["id_hmac", "id_cipher", "id_tail", "name", "key_version"],
+        select(
+            stage.c.id_hmac,
+            stage.c.id_cipher,
+            stage.c.id_tail,
+            stage.c.name,
+            literal(key_version, SmallInteger),
+        ).ext(distinct_on(stage.c.id_hmac)),
     )
     session.execute(
         persons.on_conflict_do_update(
