@@ -204,7 +204,15 @@ def cli(registry_env: dict[str, str]) -> Cli:
 
 
 @pytest.fixture(scope="session")
-def sample_db_url(server_url: str, template_url: str, tmp_path_factory: pytest.TempPathFactory):
+def sample_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The key file the sample database's identity numbers are stored with (mode 600)."""
+    key_file = tmp_path_factory.mktemp("sample-keys") / "keys.json"
+    create_key_file(key_file)
+    return key_file
+
+
+@pytest.fixture(scope="session")
+def sample_db_url(server_url: str, template_url: str, sample_key_file: Path):
     """One database with the 光谷 sample bundle loaded, shared read-only by the API tests.
 
     Tests that write must use ``db_url`` instead.
@@ -214,11 +222,9 @@ def sample_db_url(server_url: str, template_url: str, tmp_path_factory: pytest.T
     from registry.db import transaction
 
     url = create_database(server_url, TEMPLATE)
-    key_file = tmp_path_factory.mktemp("sample-keys") / "keys.json"
-    create_key_file(key_file)
     engine = make_engine(url)
     with transaction(engine) as session:
-        report = load_bundle(session, SAMPLE_BUNDLE, load_vault(key_file))
+        report = load_bundle(session, SAMPLE_BUNDLE, load_vault(sample_key_file))
         assert report.written, report.errors
     engine.dispose()
     yield url
@@ -226,9 +232,14 @@ def sample_db_url(server_url: str, template_url: str, tmp_path_factory: pytest.T
 
 
 @pytest.fixture(scope="session")
-def api_settings(sample_db_url: str, tmp_path_factory: pytest.TempPathFactory):
+def api_settings(
+    sample_db_url: str, sample_key_file: Path, tmp_path_factory: pytest.TempPathFactory
+):
     return api_settings_for(
-        sample_db_url, tmp_path_factory.mktemp("api-home"), statement_timeout_ms=20_000
+        sample_db_url,
+        tmp_path_factory.mktemp("api-home"),
+        statement_timeout_ms=20_000,
+        key_file=sample_key_file,
     )
 
 
