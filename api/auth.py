@@ -209,6 +209,8 @@ async def login(
     Failed attempts are audited; beyond ``login_attempts`` failures per account or client
     address in 15 minutes, sign-in answers 429 until the window passes.
     """
+    if "\x00" in name or "\x00" in password:
+        raise Problem(400, "the account name or password has a NUL character")
     settings = request.app.state.settings
     database = request.app.state.database
     ip = client_ip(request)

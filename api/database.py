@@ -20,7 +20,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select, text
+from sqlalchemy import cast, func, select, text
+from sqlalchemy.dialects.postgresql import INET
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
 from api.settings import ApiSettings
@@ -152,7 +153,9 @@ class Database:
         """
         async with AsyncSession(self.engine) as session, session.begin():
             failures = await session.scalar(
-                select(func.registry_login_failures(name, client_ip, func.now() - window))
+                select(
+                    func.registry_login_failures(name, cast(client_ip, INET), func.now() - window)
+                )
             )
             account = await session.get(Account, name) if auth.NAME_PATTERN.match(name) else None
             stored = (
@@ -170,7 +173,9 @@ class Database:
                     audit.entry(
                         None,
                         "login_failed",
-                        user_name=name[:64],
+                        # only a real account's name: whatever else was typed (an identity
+                        # number, a password in the wrong field) must not be kept
+                        user_name=name if account is not None else "(unknown account)",
                         client_ip=client_ip,
                         detail={"throttled": status == "throttled"},
                     )

@@ -98,10 +98,6 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class LimitBody:
     """Refuses request bodies above ``limit`` bytes with 413 problem+json."""
 
@@ -112,32 +108,44 @@ class LimitBody:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
+            # no text the database could store has a NUL: refuse it before any handler
+            response = problem_response(400, "the request's path or query has a NUL character")
+            await response(scope, receive, send)
+            return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self.refuse(scope, receive, send)
             return
         received = 0
-        started = False
+        started = refused = False
 
         async def counting() -> Message:
-            nonlocal received
+            # past the limit: answer 413 now, and tell the app the client went away (an
+            # exception here would be turned into a 400 by the body parser)
+            nonlocal received, refused
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise BodyTooLarge
+                if received > self.limit and not refused:
+                    refused = True
+                    if not started:
+                        await self.refuse(scope, receive, send)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking(message: Message) -> None:
             nonlocal started
+            if refused:
+                return  # the 413 is the answer
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, counting, tracking)
-        except BodyTooLarge:
-            if not started:
-                await self.refuse(scope, receive, send)
+        except Exception:
+            if not refused:
+                raise
 
     async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(

@@ -181,7 +181,8 @@ def test_api_match_and_review(cli, tmp_path, registry_env):
         rejected = client.post(
             f"/reviews/{review_id}/reject", json={"by": "王警官", "note": "查无此址"}
         )
-        assert rejected.status_code == 200 and rejected.json()["status"] == "rejected", rejected.text
+        assert rejected.status_code == 200, rejected.text
+        assert rejected.json()["status"] == "rejected"
         twice = client.post(f"/reviews/{review_id}/reject", json={"by": "王警官"})
         assert twice.status_code == 409
         assert twice.headers["content-type"].startswith("application/problem+json")

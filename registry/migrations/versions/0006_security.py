@@ -255,6 +255,30 @@ $$
 """
 
 
+# footprint_cover (migration 0002) with the box test spelled out: under row-level security
+# only the LEAKPROOF ``&&`` may use the spatial index, not ST_Intersects
+FOOTPRINT_COVER = """
+CREATE OR REPLACE VIEW footprint_cover AS
+SELECT f.id,
+       f.source,
+       c.code AS community_code,
+       c.name AS community_name,
+       f.geom,
+       ST_Area(f.geom::geography) AS area,
+       cover.covered_area,
+       coalesce(cover.covered_area >= 0.5 * ST_Area(f.geom::geography), false) AS covered
+FROM community c
+JOIN footprint f ON ST_Contains(c.boundary, f.anchor)
+CROSS JOIN LATERAL (
+    SELECT coalesce(
+               ST_Area(ST_Intersection(f.geom, ST_Union(m.footprint))::geography), 0
+           ) AS covered_area
+    FROM on_map_building m
+    WHERE m.footprint && f.geom AND ST_Intersects(m.footprint, f.geom)
+) cover
+"""
+
+
 def upgrade() -> None:
     op.create_table(
         "account",
@@ -352,6 +376,7 @@ def upgrade() -> None:
         op.execute(f"ALTER FUNCTION {function} SECURITY DEFINER SET search_path = public")
     for function in INTERNAL_FUNCTIONS:
         op.execute(f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC")
+    op.execute(FOOTPRINT_COVER)
     for view in VIEWS:
         op.execute(f"ALTER VIEW {view} SET (security_invoker = true)")
 
@@ -387,6 +412,7 @@ def downgrade() -> None:
     op.execute(f"REVOKE ALL ON SCHEMA public FROM {API_ROLE}")
     for view in VIEWS:
         op.execute(f"ALTER VIEW {view} RESET (security_invoker)")
+    # footprint_cover keeps its spelled-out box test: the same rows as 0002's definition
     for function in INTERNAL_FUNCTIONS:
         op.execute(f"GRANT EXECUTE ON FUNCTION {function} TO PUBLIC")
     for function in DEFINER_FUNCTIONS:
