@@ -298,8 +298,36 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     document["paths"] = {**ogc_paths(), **paths}
     components = document.setdefault("components", {})
     components.setdefault("schemas", {}).update(SCHEMAS)
+    declare_security(document)
     app.openapi_schema = document
     return document
+
+
+ANONYMOUS_PATHS = frozenset({"/", "/conformance", "/api", "/api.html"})
+UNAUTHORIZED = {
+    "description": "Not signed in: send Authorization: Bearer <token> (docs/security.md).",
+    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
+
+
+def declare_security(document: dict[str, Any]) -> None:
+    """Bearer tokens everywhere but the anonymous paths, each of which says it is open."""
+    document["components"]["securitySchemes"] = {
+        "bearerAuth": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A token from `registry token create NAME` (docs/security.md).",
+        }
+    }
+    document["security"] = [{"bearerAuth": []}]
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            if path in ANONYMOUS_PATHS:
+                operation["security"] = []
+            else:
+                operation["responses"].setdefault("401", UNAUTHORIZED)
 
 
 router = APIRouter(include_in_schema=False)

@@ -204,6 +204,20 @@ def test_who_may_call_what(client, tokens, role, path, method, body, admitted):
             assert response.headers.get("www-authenticate", "").lower().startswith("bearer")
 
 
+def test_the_api_document_says_how_to_sign_in(client):
+    """Clients learn from /api itself: bearer tokens everywhere, 401 declared, but the
+    landing page, conformance and the document open to anyone."""
+    document = client.get("/api").json()
+    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert document["security"] == [{"bearerAuth": []}]
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            if path in ("/", "/conformance", "/api", "/api.html"):
+                assert operation["security"] == [], path
+            else:
+                assert "401" in operation["responses"], path
+
+
 @pytest.mark.parametrize("role", EVERYONE)
 def test_one_feature_inside_and_outside_the_officers_community(client, tokens, owner, role):
     inside = sorted(buildings_in(owner, OFFICER_SCOPE))[0]
