@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -54,11 +55,21 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def browsing(request: Request) -> bool:
+    """A browser navigating (GET of a page), not a client that wants a problem document."""
+    accept = request.headers.get("accept", "")
+    return request.method == "GET" and accept.startswith("text/html")
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Map raised problems, HTTP errors and parameter validation errors to problem+json."""
 
     @app.exception_handler(Problem)
-    async def on_problem(request: Request, exc: Problem) -> JSONResponse:
+    async def on_problem(request: Request, exc: Problem) -> Response:
+        if exc.status == 401 and browsing(request):
+            # a person at a browser is sent to the sign-in form, and back here after it
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
         return problem_response(
             exc.status, exc.detail, str(request.url.path), headers=exc.headers, **exc.extra
         )

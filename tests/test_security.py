@@ -681,6 +681,22 @@ def test_the_login_form_answers_html_and_sets_the_cookie(hand):
         assert "registry_session" in ok.cookies
 
 
+def test_a_browser_is_sent_to_sign_in_and_back(hand):
+    """A page opened without a session goes to the form, and after it to the page."""
+    grant(hand.url, "browser", "analyst", ("420111",), password=PASSWORD)
+    page = "/reports/coverage?f=html"
+    with TestClient(hand.app(), follow_redirects=False, client=("198.51.100.36", 40000)) as c:
+        sent = c.get(page, headers={"Accept": "text/html,application/xhtml+xml"})
+        assert sent.status_code == 303
+        assert sent.headers["location"] == "/login?next=" + quote(page, safe="")
+        # a client that asks for JSON still gets the problem, not a redirect
+        assert c.get(page, headers={"Accept": "application/json"}).status_code == 401
+        signed = c.post("/login", data={"name": "browser", "password": PASSWORD, "next": page})
+        assert (signed.status_code, signed.headers["location"]) == (303, page)
+        shown = c.get(page, headers={"Accept": "text/html"})
+        assert shown.status_code == 200 and "coverage report" in shown.text
+
+
 def test_an_export_is_audited_with_user_role_and_address(hand, hand_tokens):
     ip = "198.51.100.35"
     with TestClient(hand.app(), raise_server_exceptions=False, client=(ip, 40000)) as c:
