@@ -3,13 +3,16 @@
 One run, one machine, one database: synthesize the bundle, load it (and time a bare COPY
 of the same rows), read the rates, then serve the same ``building`` table with each
 server in turn (same workers, same pool per worker) under the same HTTP load, and the
-same tiles through bare SQL. Prints a table and writes JSON and Markdown to
-``bench/results/``. Method and figures: docs/performance.md.
+same tiles through bare SQL. Our API signs in as an analyst and connects as the API role,
+so row-level security filters every row it reads; an A/B of it with the policies on and
+off, interleaved, shows what they cost (:mod:`bench.rls`). Prints a table and writes JSON
+and Markdown to ``bench/results/``. Method and figures: docs/performance.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import peers, report, workload
+from bench import peers, report, rls, workload
 from bench.database import (
     cluster,
     fresh_database,
@@ -31,6 +34,7 @@ from bench.httpload import run_load, warm, wrk_available
 from bench.loadbench import measure_copy_floor, measure_load
 from bench.procmem import track
 from bench.rates import measure_rates
+from registry.tiles import tile_of
 
 SCALES = {"small": 10, "district": 150, "city": 1500}
 CONCURRENCY = (1, 8, 32)
@@ -47,6 +51,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--pool-size", type=int, default=10, help="connections per worker")
     parser.add_argument("--skip-peers", action="store_true", help="only this API and the floor")
+    parser.add_argument(
+        "--ab-rounds",
+        type=int,
+        default=4,
+        help="rounds of the row-level security A/B (policies on, off, on, off, ...); 0 skips it",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON results file")
     return parser.parse_args(argv)
 
@@ -74,11 +84,16 @@ def machine() -> dict[str, Any]:
     }
 
 
-def load_runs(urls: list[str], args: argparse.Namespace) -> dict[int, dict[str, Any]]:
+def load_runs(
+    urls: list[str], args: argparse.Namespace, headers: dict[str, str]
+) -> dict[int, dict[str, Any]]:
     """Each concurrency ``args.repeat`` times; the median run and the spread."""
     results = {}
     for concurrency in CONCURRENCY:
-        runs = [run_load(urls, concurrency, args.duration).as_dict() for _ in range(args.repeat)]
+        runs = [
+            run_load(urls, concurrency, args.duration, headers=headers).as_dict()
+            for _ in range(args.repeat)
+        ]
         results[concurrency] = workload.summarise(runs)
     return results
 
@@ -88,30 +103,35 @@ def serve_and_measure(
     tile_urls: dict[int, list[str]] | None,
     item_urls: list[str] | None,
     args: argparse.Namespace,
+    roles_from: str | None = None,
 ) -> dict[str, Any]:
-    """Start the server, check what it answers, load it, and record its peak memory."""
+    """Start the server, check what it answers, load it, and record its peak memory (and,
+    given the owner's ``roles_from`` URL, which role our API connected as)."""
     log(f"{server.name}: starting")
     result: dict[str, Any] = {}
+    headers = server.headers
     with server, track(server.pid) as memory:
         if tile_urls:
             result["tiles"] = {}
             for z, urls in tile_urls.items():
-                probes = warm(urls)
+                probes = warm(urls, headers)
                 log(f"{server.name}: z{z} tiles {[p.status for p in probes]}")
                 result["tiles"][z] = {
                     "features": sum(p.features or 0 for p in probes),
                     "bytes": sum(p.bytes for p in probes),
                     "statuses": sorted({p.status for p in probes}),
-                    "load": load_runs(urls, args),
+                    "load": load_runs(urls, args, headers),
                 }
         if item_urls:
-            probes = warm(item_urls)
+            probes = warm(item_urls, headers)
             log(f"{server.name}: items {[p.status for p in probes]}")
             result["items"] = {
                 "features": sum(p.features or 0 for p in probes),
                 "statuses": sorted({p.status for p in probes}),
-                "load": load_runs(item_urls, args),
+                "load": load_runs(item_urls, args, headers),
             }
+        if roles_from:
+            result["connected_as"] = rls.connected_roles(roles_from)
         result["config"] = server.describe()
     result["memory"] = memory.as_dict()
     return result
@@ -132,6 +152,79 @@ def floor_runs(database_url: str, tiles: dict[int, list], args: argparse.Namespa
             }
         }
     return out
+
+
+def features(urls: list[str], headers: dict[str, str]) -> tuple[int, list[int]]:
+    """Features in the answers to ``urls`` and the statuses seen."""
+    probes = warm(urls, headers)
+    return sum(p.features or 0 for p in probes), sorted({p.status for p in probes})
+
+
+def rls_ab(
+    args: argparse.Namespace,
+    database_url: str,
+    access: rls.Access,
+    tables: list[str],
+    ours: Callable[..., peers.Server],
+    tile_urls: Callable[..., dict[int, list[str]]],
+    item_urls: Callable[[str], list[str]],
+) -> dict[str, Any]:
+    """Our API with the policies on and off, interleaved run by run.
+
+    Two servers run throughout, as the analyst: tile cache on (cached tiles, items pages)
+    and off (uncached tiles). For each case and concurrency the load runs alternate on,
+    off, on, off, ... (``args.ab_rounds`` of each), so that whatever else loads the
+    machine falls on both alike. Off is ``ALTER TABLE … DISABLE ROW LEVEL SECURITY`` on
+    ``tables`` as the owner before the run, enabled again right after it, whatever
+    happens; the servers' connections are idle in between, and PostgreSQL replans their
+    prepared statements when the setting changes. Cached tiles never read a table with
+    policies (a hit reads only the tile versions), so their ratio shows the noise floor.
+    """
+    runs: dict[str, dict[str, dict[int, list[dict[str, Any]]]]] = {"on": {}, "off": {}}
+    answers: dict[str, dict[str, Any]] = {"on": {}, "off": {}, "admin": {}}
+    admin = rls.bearer(access.admin_token)
+
+    def policies(state: str) -> contextlib.AbstractContextManager[None]:
+        if state == "off":
+            return rls.policies_off(database_url, tables)
+        return contextlib.nullcontext()
+
+    cached = ours(18310, "registry-rls-cached")
+    uncached = ours(18311, "registry-rls-uncached", cached=False)
+    log("row-level security A/B: starting two servers")
+    with cached, uncached:
+        cases: dict[str, tuple[peers.Server, list[str]]] = {}
+        for server, kind in ((cached, "cached"), (uncached, "uncached")):
+            for z, urls in tile_urls(peers.registry_tile_url, server.base_url).items():
+                cases[f"tiles z{z} {kind}"] = (server, urls)
+        cases["items"] = (cached, item_urls(cached.base_url))
+        for case, (server, urls) in cases.items():
+            for state in ("on", "off"):
+                with policies(state):
+                    answers[state][case] = features(urls, server.headers)
+            answers["admin"][case] = features(urls, admin)
+            log(f"row-level security A/B: {case}, answers {answers['on'][case]}")
+            for c in CONCURRENCY:
+                for _ in range(args.ab_rounds):
+                    for state in ("on", "off"):
+                        with policies(state):
+                            run = run_load(urls, c, args.duration, headers=server.headers)
+                        runs[state].setdefault(case, {}).setdefault(c, []).append(run.as_dict())
+        roles = rls.connected_roles(database_url)
+        configs = {server.name: server.describe() for server in (cached, uncached)}
+    after = rls.policy_tables(database_url)
+    if after != tables:
+        raise RuntimeError(f"row-level security not restored: {tables} before, {after} after")
+    return {
+        "budget_ratio": rls.BUDGET,
+        "rounds": args.ab_rounds,
+        "order": ["on", "off"] * args.ab_rounds,
+        "tables_switched": tables,
+        "connected_as": roles,
+        "features": answers,
+        "cases": rls.ab_summary(runs, workload.summarise),
+        "config": configs,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,6 +285,9 @@ def run(
 
     log("rates")
     results["rates"] = measure_rates(database_url)
+    access = rls.prepare_access(database_url)
+    results["access"] = access.describe()
+    results["security"] = rls.security_facts(database_url)
 
     area = workload.densest_area(database_url)
     tiles = workload.tile_lists(area)
@@ -203,24 +299,39 @@ def run(
 
     servers: dict[str, Any] = {}
     port = 18300
-    ours = peers.registry_server(database_url, port, args.workers, args.pool_size, workdir=workdir)
+
+    def ours(port: int, name: str, cached: bool = True) -> peers.Server:
+        """Our API as the analyst, through the API role; ``cached=False``: no tile cache."""
+        return peers.registry_server(
+            database_url,
+            port,
+            args.workers,
+            args.pool_size,
+            None if cached else {"REGISTRY_TILE_CACHE_SIZE": "0"},
+            workdir=workdir,
+            api_password=access.api_password,
+            token=access.analyst_token,
+            name=name,
+        )
+
+    def item_urls(base: str) -> list[str]:
+        return [peers.registry_items_url(base, b, 1000) for b in boxes]
+
+    registry = ours(port, "registry")
     servers["registry"] = serve_and_measure(
-        ours,
-        tile_urls(peers.registry_tile_url, ours.base_url),
-        [peers.registry_items_url(ours.base_url, b, 1000) for b in boxes],
+        registry,
+        tile_urls(peers.registry_tile_url, registry.base_url),
+        item_urls(registry.base_url),
         args,
+        roles_from=database_url,
     )
-    uncached = peers.registry_server(
-        database_url,
-        port + 1,
-        args.workers,
-        args.pool_size,
-        {"REGISTRY_TILE_CACHE_SIZE": "0"},
-        workdir=workdir,
-    )
-    uncached.name = "registry-uncached"
+    uncached = ours(port + 1, "registry-uncached", cached=False)
     servers["registry-uncached"] = serve_and_measure(
-        uncached, tile_urls(peers.registry_tile_url, uncached.base_url), None, args
+        uncached,
+        tile_urls(peers.registry_tile_url, uncached.base_url),
+        None,
+        args,
+        roles_from=database_url,
     )
     if not args.skip_peers:
         tipg = peers.tipg_server(workdir, database_url, port + 2, args.workers, args.pool_size)
@@ -240,6 +351,15 @@ def run(
             args,
         )
     results["servers"] = servers
+    if args.ab_rounds > 0:
+        centre = tile_of(area.lon, area.lat, 16)
+        queries = rls.plan_queries((16, *centre), boxes[0])
+        log("plans as the API role, policies on and off")
+        tables = rls.policy_tables(database_url)
+        plans = rls.plans_on_and_off(database_url, access, tables, queries)
+        results["rls"] = rls_ab(args, database_url, access, tables, ours, tile_urls, item_urls)
+        results["rls"]["plans"] = plans
+        results["rls"]["narrow_scope"] = rls.narrow_scope_plans(database_url, access)
     log("bare SQL floor")
     results["floor"] = floor_runs(database_url, tiles, args)
     results["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

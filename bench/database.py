@@ -67,12 +67,17 @@ def synthesize(out_dir: Path, communities: int, seed: int) -> dict[str, Any]:
     return {"seconds": round(seconds, 1), "summary": str(summary), "path": str(out_dir)}
 
 
-def server_facts(url: str) -> dict[str, str]:
-    """PostgreSQL and PostGIS versions and the settings that matter for the figures."""
+def server_facts(url: str) -> dict[str, Any]:
+    """PostgreSQL and PostGIS versions, the settings that matter for the figures, and
+    whether geometry ``&&`` is LEAKPROOF (without it, row-level security keeps the API
+    role off the spatial indexes: migration 0006)."""
     with psycopg.connect(libpq(url)) as conn:
-        facts = {
+        facts: dict[str, Any] = {
             "postgresql": conn.execute("SHOW server_version").fetchone()[0],
             "postgis": conn.execute("SELECT postgis_lib_version()").fetchone()[0],
+            "geometry_overlaps_leakproof": conn.execute(
+                "SELECT bool_and(proleakproof) FROM pg_proc WHERE proname = 'geometry_overlaps'"
+            ).fetchone()[0],
         }
         for name in SERVER_SETTINGS:
             facts[name] = conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[

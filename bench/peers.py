@@ -6,7 +6,7 @@ configuration files and logs. A :class:`Server` starts one as a subprocess in it
 process group, waits for its health URL (and, with several workers, for every worker to
 report ready), and stops the whole group; ``pid`` is the supervisor, whose process tree
 :mod:`bench.procmem` measures. :meth:`Server.describe` is the full configuration
-(command, environment, files; the database password replaced by ``***``).
+(command, environment, files, request headers; passwords and tokens replaced by ``***``).
 
 What the peers do with connections, read from their 1.6 / 0.24 sources:
 
@@ -40,7 +40,10 @@ What the peers do with connections, read from their 1.6 / 0.24 sources:
   is ``/collections/{id}/tiles/{tms}/{z}/{row=y}/{col=x}?f=mvt``. Its ``options`` must
   not hold lists (``schemes``): they would reach the cached ``get_engine`` unhashable.
 - **our API**: ``registry serve`` (uvicorn, async psycopg, SQLAlchemy QueuePool of
-  ``REGISTRY_POOL_SIZE`` with ``REGISTRY_MAX_OVERFLOW`` per worker).
+  ``REGISTRY_POOL_SIZE`` with ``REGISTRY_MAX_OVERFLOW`` per worker). It connects as
+  ``registry_api`` (``REGISTRY_API_PASSWORD``), so row-level security applies, and every
+  request but the health check carries ``Authorization: Bearer <token>``
+  (:attr:`Server.headers`). The peers connect as the tables' owner and need no token.
 
 Both uvicorn-based servers run with uvicorn's defaults (log level info, access log on).
 """
@@ -335,6 +338,7 @@ class Server:
     settings: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every benchmark request
     start_timeout_s: float = 120.0
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
@@ -429,7 +433,7 @@ class Server:
         self.stop()
 
     def describe(self) -> dict[str, Any]:
-        """Everything needed to start this server again by hand, password redacted."""
+        """Everything needed to start this server again by hand, secrets redacted."""
         document = {
             "name": self.name,
             "versions": self.versions,
@@ -439,6 +443,7 @@ class Server:
             "cwd": str(self.cwd),
             "command": shlex.join(self.command),
             "env": self.env,
+            "headers": self.headers,
             "files": {name: path.read_text() for name, path in self.files.items()},
         }
         return redact(document, self.secrets)
@@ -740,8 +745,16 @@ def registry_server(
     *,
     workdir: Path = DEFAULT_WORKDIR,
     statement_timeout_ms: int | None = 10_000,
+    api_password: str | None = None,
+    token: str | None = None,
+    name: str = "registry",
 ) -> Server:
-    """``registry serve`` from the repository's venv; ``env_extra`` wins over the rest."""
+    """``registry serve`` from the repository's venv; ``env_extra`` wins over the rest.
+
+    ``database_url`` is the owner's (the server checks the schema with it); the API itself
+    connects as ``registry_api`` with ``api_password``. ``token`` is sent as a bearer token
+    with every benchmark request. Both are redacted from :meth:`Server.describe`.
+    """
     workdir = prepare_workdir(workdir)
     python = REPO_ROOT / ".venv" / "bin" / "python"
     env = {
@@ -750,24 +763,28 @@ def registry_server(
         "REGISTRY_MAX_OVERFLOW": "0",
         "REGISTRY_HOME": str(workdir / "registry-home"),
     }
+    if api_password is not None:
+        env["REGISTRY_API_PASSWORD"] = api_password
     if statement_timeout_ms is not None:
         env["REGISTRY_STATEMENT_TIMEOUT_MS"] = str(statement_timeout_ms)
     env.update(env_extra or {})
     base = f"http://{HOST}:{port}"
     command = [str(REPO_ROOT / ".venv" / "bin" / "registry"), "serve", "--host", HOST]
     command += ["--port", str(port), "--workers", str(workers)]
+    hidden = [s for s in (api_password, token) if s]
     return Server(
-        name="registry",
+        name=name,
         base_url=base,
         health_url=f"{base}/conformance",
         command=command,
         env=env,
         cwd=workdir,
-        log_path=log_path(workdir, "registry", port),
+        log_path=log_path(workdir, name, port),
         ready=("Application startup complete.", workers),
         versions=installed_versions(python, REGISTRY_PACKAGES),
         settings=server_settings(workers, pool_size, statement_timeout_ms, max_overflow=0),
-        secrets=secrets_of(database_url),
+        secrets=(*secrets_of(database_url), *hidden),
+        headers={"Authorization": f"Bearer {token}"} if token else {},
     )
 
 

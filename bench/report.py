@@ -118,7 +118,91 @@ def rows(results: dict[str, Any]) -> dict[str, list[list[str]]]:
         ]
         for name, entry in results.get("servers", {}).items()
     ]
-    return {"summary": summary, "tiles": tiles, "items": items, "memory": memory}
+    out = {"summary": summary, "tiles": tiles, "items": items, "memory": memory}
+    if "rls" in results:
+        out["rls"] = rls_rows(results["rls"])
+    return out
+
+
+def _rounds(ratios: list[float | None]) -> str:
+    known = [r for r in ratios if r is not None]
+    return f"{min(known):.2f}–{max(known):.2f}" if known else "—"
+
+
+def rls_rows(ab: dict[str, Any]) -> list[list[str]]:
+    """Per case and concurrency: policies on, off, on ÷ off and the per-round ratios."""
+    body = []
+    for case, by_concurrency in ab["cases"].items():
+        for c, entry in by_concurrency.items():
+            ratio = entry["ratio"]
+            body.append(
+                [
+                    f"{case} c{c}",
+                    _cell(entry["on"]),
+                    _cell(entry["off"]),
+                    f"{ratio:.2f}" if ratio is not None else "—",
+                    _rounds(entry["round_ratios"]),
+                    "yes" if entry["within_budget"] else "**no**",
+                ]
+            )
+    return body
+
+
+def plan_lines(results: dict[str, Any]) -> list[str]:
+    """The row-level security facts and the plans as Markdown."""
+    ab = results["rls"]
+    security = results.get("security", {})
+    role = security.get("api_role", {})
+    leakproof = results.get("database", {}).get("geometry_overlaps_leakproof")
+    indexes = security.get("community_code_indexes", {})
+    answers = ab.get("features", {})
+    same = all(
+        answers["on"][case] == answers["off"][case] == answers["admin"][case]
+        for case in answers.get("on", {})
+    )
+    lines = [
+        f"Our API connected as {', '.join(ab['connected_as']) or '?'} "
+        f"(superuser {role.get('superuser')}, BYPASSRLS {role.get('bypassrls')}); "
+        f"`geometry_overlaps` LEAKPROOF: {leakproof}; policies switched off and on again "
+        f"on {', '.join(ab['tables_switched'])} around each run off; each case and "
+        f"concurrency ran {', '.join(ab['order'])}; the analyst's answers (features, "
+        f"statuses) equal with the policies on, off and as admin: {same}; "
+        f"indexes on community_code: "
+        f"{', '.join(f'{t} ({i})' for t, i in indexes.items())}.",
+        "",
+    ]
+    for name, entry in ab.get("plans", {}).items():
+        on = entry["on"]
+        lines += [
+            f"**EXPLAIN (ANALYZE, BUFFERS) as {on['as']}, analyst context: {name}** — "
+            f"median execution {entry['on_median_ms']} ms with the policies, "
+            f"{entry['off_median_ms']} ms without, run alternately "
+            f"({len(on['execution_ms_runs'])} each; on ÷ off {entry['on_over_off']}, median of "
+            f"the paired ratios {entry.get('paired_ratio_median')}); GiST index: "
+            f"{', '.join(on['gist_indexes']) or 'none'}; sequential scan of building: "
+            f"{on['seq_scan_on_building']}",
+            "",
+            "```",
+            *on["plan"],
+            "```",
+            "",
+        ]
+    narrow = ab.get("narrow_scope")
+    if narrow:
+        one, wide = narrow["community"], narrow["district"]
+        lines += [
+            f"**Items with no bbox, first page with its count, as an analyst of one community "
+            f"({one['jurisdiction'][0]})**: {one['execution_ms']} ms, "
+            f"{one['rows_removed_by_filter']:,} rows read and removed by the policy; as the "
+            f"district-wide analyst {wide['execution_ms']} ms, "
+            f"{wide['rows_removed_by_filter']:,} removed",
+            "",
+            "```",
+            *one["plan"],
+            "```",
+            "",
+        ]
+    return lines
 
 
 HEADERS = {
@@ -134,12 +218,21 @@ HEADERS = {
     ],
     "items": ["clients", "registry", "tipg 1.6", "pygeoapi 0.24", "÷ tipg", "÷ pygeoapi"],
     "memory": ["server", "peak RSS, all processes", "largest process"],
+    "rls": [
+        "case, clients",
+        "policies on req/s (min–max) ms",
+        "policies off",
+        "on ÷ off",
+        "per round",
+        "within 20%",
+    ],
 }
 TITLES = {
     "summary": "Data, load and rates",
     "tiles": "Vector tiles, buildings (.mvt): requests/s, latency p50/p99 in ms",
     "items": "OGC API Features items (limit 1000, bbox): requests/s, latency p50/p99 in ms",
     "memory": "Memory under load",
+    "rls": "Row-level security: our API as an analyst, policies on and off (interleaved)",
 }
 
 
@@ -175,4 +268,6 @@ def markdown(results: dict[str, Any]) -> str:
             "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body
         ]
         lines.append("")
+    if "rls" in results:
+        lines += plan_lines(results)
     return "\n".join(lines)

@@ -3,7 +3,10 @@
 Speed is not asserted here (docs/performance.md has the figures); what is asserted is
 that every stage ran and agreed with itself: the load wrote what the bundle holds, the
 COPY floor put back the same rows, the counters equal the recount, every verification
-showed in the rates, every tile and page answered, and the tables were written.
+showed in the rates, every tile and page answered, and the tables were written. Our API
+connected as the API role (row-level security applies to it) and the policies-on/off
+A/B produced figures for every case, with the same answers either way; no token or
+password reached the results.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ def test_small_benchmark_runs_and_agrees_with_itself(tmp_path: Path):
             "0.5",
             "--repeat",
             "1",
+            "--ab-rounds",
+            "2",
             "--workdir",
             str(tmp_path / "work"),
             "--out",
@@ -58,3 +63,30 @@ def test_small_benchmark_runs_and_agrees_with_itself(tmp_path: Path):
     assert ours["items"]["statuses"] == [200] and ours["items"]["features"] > 0
     assert results["floor"]["16"]["load"]["1"]["rps"] > 0
     assert "Vector tiles" in out.with_suffix(".md").read_text()
+
+    # security: the API role, the A/B of the policies, the plans, no secrets written
+    assert results["database"]["geometry_overlaps_leakproof"] is True
+    assert ours["connected_as"] == ["registry_api"]
+    assert results["servers"]["registry-uncached"]["connected_as"] == ["registry_api"]
+    ab = results["rls"]
+    assert ab["connected_as"] == ["registry_api"]
+    assert ab["order"] == ["on", "off", "on", "off"]
+    assert "building" in ab["tables_switched"]
+    cases = {f"tiles z{z} {kind}" for z in (12, 14, 16) for kind in ("cached", "uncached")}
+    assert set(ab["cases"]) == cases | {"items"}
+    for case, by_concurrency in ab["cases"].items():
+        assert set(by_concurrency) == {"1", "8", "32"}, case
+        for entry in by_concurrency.values():
+            for state in ("on", "off"):
+                assert entry[state]["rps"] > 0 and entry[state]["runs"] == 2, case
+                assert entry[state]["errors"] == 0, case
+            assert entry["ratio"] > 0
+        assert ab["features"]["on"][case] == ab["features"]["off"][case], case
+        assert ab["features"]["on"][case] == ab["features"]["admin"][case], case
+    for plan in ab["plans"].values():
+        assert plan["on"]["as"] == "registry_api"
+        assert plan["on"]["gist_indexes"] and not plan["on"]["seq_scan_on_building"]
+    written = out.read_text() + out.with_suffix(".md").read_text()
+    assert "rgt_" not in written  # bearer tokens
+    assert ours["config"]["env"]["REGISTRY_API_PASSWORD"] == "***"
+    assert ours["config"]["headers"] == {"Authorization": "Bearer ***"}
