@@ -17,6 +17,8 @@ checks about residents count them per building.
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -56,10 +58,25 @@ SEVERITY_ORDER = {"error": 0, "warning": 1}
 
 def connect(url: str | None = None) -> Engine:
     """An engine on ``url``, else on the database the CLI would use (``DATABASE_URL`` or
-    the running embedded cluster), checked to be migrated to the current schema."""
-    engine = make_engine(url or resolve_database_url(Settings()))
+    the running embedded cluster), checked to be migrated to the current schema.
+
+    A notebook opened in ``notebooks/`` runs one directory below the clone, so without
+    ``REGISTRY_HOME`` the embedded cluster's home is looked for upwards from here too.
+    """
+    settings = Settings()
+    if not url and not settings.database_url and "REGISTRY_HOME" not in os.environ:
+        settings = Settings(home=nearest_home(Path.cwd()) or settings.home)
+    engine = make_engine(url or resolve_database_url(settings))
     check_schema(engine)
     return engine
+
+
+def nearest_home(start: Path) -> Path | None:
+    """The closest ``.registry`` with an embedded cluster in ``start`` or above it."""
+    for folder in (start, *start.parents):
+        if (folder / ".registry" / "cluster.json").exists():
+            return folder / ".registry"
+    return None
 
 
 def check_crs(crs: int) -> int:

@@ -18,6 +18,7 @@ from registry import audit, migrate, output
 from registry.cli_access import audit_command, token_app, users_app
 from registry.cli_common import console, err, migrated_engine, reports_errors
 from registry.cli_keys import keys_app
+from registry.cli_report import report_command
 from registry.db import make_engine, transaction
 from registry.embedded import EmbeddedCluster
 from registry.rates import LEVELS, compute_rates
@@ -37,6 +38,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(token_app, name="token")
 app.add_typer(keys_app, name="keys")
 app.command("audit")(audit_command)
+app.command("report")(report_command)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_BUNDLE = REPO_ROOT / "data" / "fixtures" / "guanggu"

@@ -132,3 +132,14 @@ def test_bad_arguments_are_clear_errors(hand):
         analysis.rates(as_of="yesterday", engine=hand)
     with pytest.raises(RegistryError, match="12 digits"):
         analysis.quality_checks(code="42x", engine=hand)
+
+
+def test_a_notebook_below_the_clone_finds_the_embedded_cluster(tmp_path: Path):
+    home = tmp_path / ".registry"
+    home.mkdir()
+    (home / "cluster.json").write_text("{}")
+    below = tmp_path / "notebooks" / "out"
+    below.mkdir(parents=True)
+    assert analysis.nearest_home(below) == home
+    (home / "cluster.json").unlink()  # a .registry without a cluster does not count
+    assert analysis.nearest_home(below) != home
