@@ -43,7 +43,10 @@ def notebook_path(name: str) -> Path:
     stem = name.removesuffix(".ipynb")
     if stem not in NOTEBOOKS:
         raise RegistryError(f"unknown notebook {name!r}: choose one of {', '.join(NOTEBOOKS)}")
-    return NOTEBOOK_DIR / f"{stem}.ipynb"
+    path = (Settings().notebook_dir or NOTEBOOK_DIR) / f"{stem}.ipynb"
+    if not path.is_file():
+        raise RegistryError(f"notebook {path} not found: set REGISTRY_NOTEBOOK_DIR")
+    return path
 
 
 def inject_parameters(nb: Any, parameters: dict[str, Any]) -> None:

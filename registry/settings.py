@@ -33,6 +33,11 @@ class Settings(BaseSettings):
         description="The API's own connection, as a role that owns nothing (registry_api); "
         "default: the database URL with user registry_api and the API password.",
     )
+    notebook_dir: Path | None = Field(
+        default=None,
+        description="Where `registry report` finds its notebooks; default: the clone's "
+        "notebooks/ (an installed image sets it)",
+    )
     api_password: str | None = Field(
         default=None, description="registry_api's password; default: $REGISTRY_HOME/api-password"
     )

@@ -383,3 +383,12 @@ def test_the_api_answers_the_health_check_path():
     settings = ApiSettings(database_url="postgresql://u:p@db:5432/registry")
     response = TestClient(create_app(settings)).get(urlsplit(HEALTH_URL).path)
     assert response.status_code == 200
+
+
+def test_the_image_carries_the_notebooks_where_its_setting_says():
+    copies = [
+        shlex.split(arguments)
+        for keyword, arguments in final_stage()
+        if keyword == "COPY" and not arguments.startswith("--from=")
+    ]
+    assert ["notebooks", dockerfile_env()["REGISTRY_NOTEBOOK_DIR"]] in copies

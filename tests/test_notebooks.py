@@ -93,3 +93,18 @@ def test_report_errors_are_messages(cli, tmp_path: Path, monkeypatch) -> None:
     result = cli("report", "--notebook", "coverage_audit", "--code", CODE, "--out", elsewhere)
     assert result.exit_code == 1 and "no database" in result.stderr
     assert not elsewhere.exists()
+
+
+def test_an_installed_registry_finds_its_notebooks_by_setting(tmp_path, monkeypatch):
+    """An image installs the package without the clone: REGISTRY_NOTEBOOK_DIR points at
+    the copied notebooks (docker/Dockerfile), and a wrong one is a clear error."""
+    from registry.cli_report import notebook_path
+    from registry.settings import RegistryError
+
+    monkeypatch.setenv("REGISTRY_NOTEBOOK_DIR", str(tmp_path))
+    with pytest.raises(RegistryError, match="REGISTRY_NOTEBOOK_DIR"):
+        notebook_path("coverage_audit")
+    (tmp_path / "coverage_audit.ipynb").write_bytes(
+        (NOTEBOOK_DIR / "coverage_audit.ipynb").read_bytes()
+    )
+    assert notebook_path("coverage_audit") == tmp_path / "coverage_audit.ipynb"
