@@ -114,7 +114,7 @@ async def resolve(request: Request) -> Credential | None:
         async with request.app.state.database.authenticate() as conn:
             row = (await conn.execute(auth.principal_query(key))).first()
         credential = (
-            Credential(auth.principal_of(row), row.kind, row.csrf, time.monotonic())
+            Credential(auth.principal_from(row), row.kind, row.csrf, time.monotonic())
             if row is not None
             else None
         )
@@ -135,6 +135,7 @@ async def signed_in(request: Request) -> Principal:
         if not sent or sent != credential.csrf:
             raise Problem(403, f"missing or wrong {CSRF_HEADER} header for a session request")
     request.state.principal = credential.principal
+    request.state.credential = credential
     return credential.principal
 
 
@@ -263,10 +264,10 @@ async def logout(request: Request, principal: SignedIn) -> Response:
 @router.get("/session")
 async def whoami(request: Request, principal: SignedIn) -> dict[str, Any]:
     """Who is signed in, and (for sessions) the CSRF token state-changing calls must send."""
-    credential = await resolve(request)
+    credential: Credential = request.state.credential  # resolved by signed_in
     return {
         "name": principal.name,
         "role": principal.role,
         "jurisdiction": list(principal.jurisdiction),
-        "csrf_token": credential.csrf if credential else None,
+        "csrf_token": credential.csrf,
     }

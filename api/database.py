@@ -182,7 +182,7 @@ class Database:
                 )
                 return SignIn(status)
             assert account is not None
-            principal = Principal(account.name, account.role, tuple(account.jurisdiction))
+            principal = auth.principal_from(account)
             secret, csrf = await session.run_sync(auth.create_web_session, name, lifetime)
             await session.execute(audit.entry(principal, "login", client_ip=client_ip))
             return SignIn("ok", secret, csrf)

@@ -1,7 +1,7 @@
 """Accounts, roles, jurisdictions, bearer tokens and web sessions.
 
 A principal is who is asking: an account's name, role and jurisdiction (code prefixes).
-Requests carry it into the database with :func:`request_context`, where row-level
+Requests carry it into the database with :data:`SET_CONTEXT`, where row-level
 security (migration 0006) filters every table of persons, rooms and buildings by it.
 
 Tokens are 256-bit random secrets shown once; the database keeps only their SHA-256
@@ -17,6 +17,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Select, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
@@ -28,7 +29,6 @@ TOKEN_PREFIX = "rgt_"
 SESSION_PREFIX = "rgs_"
 EDITORS = ("officer", "station", "admin")
 PERSON_READERS = ("officer", "station")  # may see persons and unmask them, audited
-NO_PERSONS = ("analyst", "gis")  # counts, never persons
 CODE_LENGTHS = (2, 4, 6, 9, 12)  # province, city, district, street, community
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
@@ -55,18 +55,6 @@ class Principal:
     def scope_key(self) -> str:
         """What the rows this principal sees depend on: for caches shared by requests."""
         return "*" if self.sees_all else f"{self.role}:{self.scope}"
-
-    @property
-    def sees_persons(self) -> bool:
-        return self.role in PERSON_READERS
-
-    @property
-    def may_edit(self) -> bool:
-        return self.role in EDITORS
-
-    def covers(self, code: str) -> bool:
-        """True if ``code`` (any level) lies inside this principal's jurisdiction."""
-        return self.sees_all or any(code.startswith(prefix) for prefix in self.jurisdiction)
 
     def overlaps(self, code: str) -> bool:
         """True if some of the area under the prefix ``code`` is in the jurisdiction."""
@@ -276,8 +264,10 @@ def principal_query(secret_digest: bytes) -> Select:
     )
 
 
-def principal_of(row) -> Principal:
-    return Principal(row.name, row.role, tuple(row.jurisdiction))
+def principal_from(account: Any) -> Principal:
+    """The principal of an account (a row or an :class:`Account` with name, role and
+    jurisdiction)."""
+    return Principal(account.name, account.role, tuple(account.jurisdiction))
 
 
 # ---------------------------------------------------------------- the database side
@@ -290,9 +280,5 @@ SET_CONTEXT = text(
 
 
 def context_params(principal: Principal) -> dict[str, str]:
+    """The values of :data:`SET_CONTEXT`: who is asking, for the rest of the transaction."""
     return {"user": principal.name, "role": principal.role, "scope": principal.scope}
-
-
-def request_context(session: Session, principal: Principal) -> None:
-    """Tell the policies who is asking, for the rest of this transaction only."""
-    session.execute(SET_CONTEXT, context_params(principal))

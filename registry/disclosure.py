@@ -17,7 +17,7 @@ from typing import Any
 THRESHOLD = 5
 SUPPRESSED = f"<{THRESHOLD}"
 PERSON_COUNTS = ("residents", "residents_on_map")
-PERSON_RATES = {"population_on_map_rate": "residents"}  # rate: its denominator
+PERSON_RATES = {"population_on_map_rate": PERSON_COUNTS}  # rate: the counts it is made of
 
 
 def is_small(value: Any) -> bool:
@@ -27,10 +27,8 @@ def is_small(value: Any) -> bool:
 def suppress_rates_row(row: dict[str, Any]) -> dict[str, Any]:
     """A rates row (docs/rates.md fields) with small person counts suppressed."""
     out = dict(row)
-    for rate, denominator in PERSON_RATES.items():
-        if rate in out and (
-            is_small(row.get(denominator)) or is_small(row.get("residents_on_map"))
-        ):
+    for rate, counts in PERSON_RATES.items():
+        if rate in out and any(is_small(row.get(count)) for count in counts):
             out[rate] = None
     for name in PERSON_COUNTS:
         if is_small(row.get(name)):

@@ -154,6 +154,9 @@ def community_gaps(
         resident_counts = resident_counts.where(
             residents.c.community_code.startswith(code, autoescape=True)
         )
+    if scope is not None:  # in the database, not by discarding rows afterwards
+        ranked = ranked.where(within(items.c.community_code, scope))
+        resident_counts = resident_counts.where(within(residents.c.community_code, scope))
     ranked = ranked.subquery("ranked")
     # at least the first item of each list, for its total even when limit is 0
     listed = (
@@ -162,15 +165,11 @@ def community_gaps(
         .order_by(ranked.c.community_code, ranked.c.kind, ranked.c.n)
     )
     for item in session.execute(listed):
-        if item.community_code not in rows:
-            continue
         gap = rows[item.community_code][item.kind]
         gap["count"] = item.total
         gap["truncated"] = item.total > limit
         if item.n <= limit:
             gap["ids"].append(item.id)
     for count in session.execute(resident_counts, {"as_of": as_of or dt.date.today()}):
-        if count.community_code not in rows:
-            continue
         rows[count.community_code]["residents_not_on_map"]["count"] = count.residents_not_on_map
     return list(rows.values())

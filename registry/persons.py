@@ -1,7 +1,7 @@
 """Persons as the API shows them: a room's residents and look-up by identity number.
 
 Every function takes a session already carrying the caller's identity
-(:func:`registry.auth.request_context`), so row-level security (migration 0006) decides
+(:data:`registry.auth.SET_CONTEXT`), so row-level security (migration 0006) decides
 which rows exist: persons and residences only for ``officer`` and ``station``, only in
 their jurisdiction. None of them commits.
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import make_url
 
 
 class RegistryError(Exception):
@@ -106,8 +107,6 @@ def resolve_api_database_url(settings: Settings) -> str:
     ``registry_api`` — never as the owner, so row-level security applies to it."""
     if settings.api_database_url:
         return sqlalchemy_url(settings.api_database_url)
-    from sqlalchemy import make_url
-
     owner = make_url(resolve_database_url(settings))
     url = owner.set(username=API_ROLE, password=api_password(settings))
     return url.render_as_string(hide_password=False)

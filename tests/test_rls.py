@@ -63,25 +63,25 @@ def api_role(sample_db_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-@pytest.fixture
-def as_api(api_role: Engine) -> Iterator[Connection]:
-    """A connection as ``registry_api`` in a transaction that is always rolled back."""
-    with api_role.connect() as conn:
+def rolled_back(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that is always rolled back."""
+    with engine.connect() as conn:
         conn.begin()
         try:
             yield conn
         finally:
             conn.rollback()
+
+
+@pytest.fixture
+def as_api(api_role: Engine) -> Iterator[Connection]:
+    """As ``registry_api``, rolled back after the test."""
+    yield from rolled_back(api_role)
 
 
 @pytest.fixture
 def as_owner(owner: Engine) -> Iterator[Connection]:
-    with owner.connect() as conn:
-        conn.begin()
-        try:
-            yield conn
-        finally:
-            conn.rollback()
+    yield from rolled_back(owner)
 
 
 def set_context(conn: Connection, role: str, scope: str, user: str = "rls-test") -> None:
