@@ -98,11 +98,26 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-class LimitBody:
-    """Refuses request bodies above ``limit`` bytes with 413 problem+json."""
+VERIFICATION_UPLOAD = re.compile(r"^/buildings/[^/]+/verifications$")
+"""The route that takes evidence photos, and so a larger body than the rest."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+
+class LimitBody:
+    """Refuses request bodies above ``limit`` bytes with 413 problem+json; a POST to a
+    path matching one of ``uploads`` may send up to that pattern's limit instead."""
+
+    def __init__(
+        self, app: ASGIApp, limit: int, uploads: dict[re.Pattern[str], int] | None = None
+    ) -> None:
+        self.app, self.default_limit = app, limit
+        self.uploads = uploads or {}
+
+    def limit_for(self, scope: Scope) -> int:
+        if scope.get("method") == "POST":
+            for pattern, limit in self.uploads.items():
+                if pattern.match(scope.get("path", "")):
+                    return max(limit, self.default_limit)
+        return self.default_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -113,9 +128,10 @@ class LimitBody:
             response = problem_response(400, "the request's path or query has a NUL character")
             await response(scope, receive, send)
             return
+        limit = self.limit_for(scope)
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self.refuse(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self.refuse(scope, receive, send, limit)
             return
         received = 0
         started = refused = False
@@ -127,10 +143,10 @@ class LimitBody:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit and not refused:
+                if received > limit and not refused:
                     refused = True
                     if not started:
-                        await self.refuse(scope, receive, send)
+                        await self.refuse(scope, receive, send, limit)
                     return {"type": "http.disconnect"}
             return message
 
@@ -147,15 +163,21 @@ class LimitBody:
             if not refused:
                 raise
 
-    async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problem_response(
-            413, f"the request body is larger than {self.limit // 1024} kB", scope.get("path")
+            413, f"the request body is larger than {limit // 1024} kB", scope.get("path")
         )
         await response(scope, receive, send)
 
 
-def install(app: FastAPI, max_body_kb: int, basemap_url: str | None) -> None:
-    """Wire the three protections into ``app`` (outermost first: headers on everything)."""
+def install(
+    app: FastAPI,
+    max_body_kb: int,
+    basemap_url: str | None,
+    uploads_kb: dict[re.Pattern[str], int] | None = None,
+) -> None:
+    """Wire the three protections into ``app`` (outermost first: headers on everything).
+    ``uploads_kb`` raises the body limit of POSTs to the paths it matches."""
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception):
@@ -173,5 +195,6 @@ def install(app: FastAPI, max_body_kb: int, basemap_url: str | None) -> None:
             500, f"internal error; incident {incident} is in the server log", request.url.path
         )
 
-    app.add_middleware(LimitBody, limit=max_body_kb * 1024)
+    uploads = {pattern: kb * 1024 for pattern, kb in (uploads_kb or {}).items()}
+    app.add_middleware(LimitBody, limit=max_body_kb * 1024, uploads=uploads)
     app.add_middleware(SecurityHeaders, image_origin=origin_of(basemap_url))

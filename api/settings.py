@@ -42,3 +42,13 @@ class ApiSettings(Settings):
     max_body_kb: int = Field(
         default=1024, ge=1, description="largest request body accepted, in kilobytes"
     )
+    verification_cycle_days: int = Field(
+        default=90,
+        ge=1,
+        le=3650,
+        description="a building verified longer ago than this is due again (work lists, "
+        "verified rate)",
+    )
+    photo_max_kb: int = Field(
+        default=5120, ge=16, description="largest evidence photo accepted, in kilobytes"
+    )

@@ -12,12 +12,15 @@ from typing import Any, ClassVar
 from geoalchemy2 import Geometry
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Computed,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     SmallInteger,
@@ -33,7 +36,18 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 SRID = 4490
 
 BUILDING_STATUSES = ("in_use", "under_construction", "demolished")
-VERIFICATION_STATES = ("unverified", "verified", "disputed")
+VERIFICATION_STATES = ("unverified", "verified", "corrected", "not_found", "disputed")
+VERIFIED_STATES = ("verified", "corrected")  # exists as drawn: counts for the verified rate
+VERIFICATION_ACTIONS = (
+    "verified",
+    "corrected",
+    "not_found",
+    "disputed",
+    "created",
+    "demolition_confirmed",
+    "demolition_rejected",
+)
+PHOTO_MEDIA_TYPES = ("image/jpeg", "image/png")
 ADDRESS_STATUSES = ("active", "retired")
 RESIDENT_CATEGORIES = ("household", "floating", "overseas", "other")
 REVIEW_STATUSES = ("open", "accepted", "rejected")
@@ -135,6 +149,9 @@ class Building(Timestamped, Base):
     status: Mapped[str] = mapped_column(Text, server_default="in_use")
     verification: Mapped[str] = mapped_column(Text, server_default="unverified")
     verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    verified_by: Mapped[str | None] = mapped_column(Text)
+    # bumped by a trigger on every change (migration 0007): the API's ETag and If-Match
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
     # Web Mercator copy for vector tiles (migration 0004): no transform per request
     footprint_3857: Mapped[Any | None] = mapped_column(
         mercator_multipolygon(), Computed("ST_Transform(footprint, 3857)", persisted=True)
@@ -484,4 +501,65 @@ class AuditLog(Base):
         Index(None, "user_name", "at"),
         # writers may INSERT only: no RETURNING, which would need SELECT
         {"implicit_returning": False},
+    )
+
+
+class VerificationPhoto(Base):
+    """Evidence for a field verification: a JPEG or PNG, checked and size-limited.
+
+    Append-only, like the history it belongs to; scoped by the building's community.
+    """
+
+    __tablename__ = "verification_photo"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    community_code: Mapped[str] = mapped_column(String(12))
+    building_id: Mapped[str] = mapped_column(String(64))
+    media_type: Mapped[str] = mapped_column(Text)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    account: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        CheckConstraint(enum_check("media_type", PHOTO_MEDIA_TYPES), name="media_type"),
+    )
+
+
+class BuildingVerification(Base):
+    """One field action on a building, append-only: who, when, what changed, from where.
+
+    ``distance_m`` is from the device's position to the building (its outline, else its
+    door plate); ``far`` flags a position more than 100 m away, which is kept, not refused.
+    """
+
+    __tablename__ = "building_verification"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    building_id: Mapped[str] = mapped_column(ForeignKey("building.id"))
+    community_code: Mapped[str] = mapped_column(String(12))
+    action: Mapped[str] = mapped_column(Text)
+    account: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    note: Mapped[str | None] = mapped_column(Text)
+    position: Mapped[Any | None] = mapped_column(point())
+    accuracy_m: Mapped[float | None] = mapped_column(Float)
+    distance_m: Mapped[float | None] = mapped_column(Float)
+    far: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    photo_id: Mapped[int | None] = mapped_column(ForeignKey("verification_photo.id"))
+    old_values: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    new_values: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    building_version: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        CheckConstraint(enum_check("action", VERIFICATION_ACTIONS), name="action"),
+        CheckConstraint("accuracy_m >= 0", name="accuracy_positive"),
+        Index(None, "building_id", "id"),
+        Index(None, "community_code"),
     )

@@ -18,6 +18,8 @@ TABLES = {
     "person",
     "residence",
     "footprint",
+    "building_verification",
+    "verification_photo",
     "import_log",
     "registry_meta",
     "address_review",
