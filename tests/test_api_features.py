@@ -136,7 +136,13 @@ def test_queryables_are_a_json_schema(api_client):
     schema = response.json()
     assert schema["$id"].endswith("/collections/buildings/queryables")
     assert schema["properties"]["floors"]["type"] == "integer"
-    assert schema["properties"]["verification"]["enum"] == ["unverified", "verified", "disputed"]
+    assert schema["properties"]["verification"]["enum"] == [
+        "unverified",
+        "verified",
+        "corrected",
+        "not_found",
+        "disputed",
+    ]
     assert "geometry" in schema["properties"]
     assert "$ref" not in json.dumps(schema)
 

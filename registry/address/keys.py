@@ -66,7 +66,8 @@ def house_number_key(house_number: str | None) -> str | None:
     if house_number is None:
         return None
     s = clean(house_number)
-    m = _HOUSE.fullmatch(s)
+    # trailing 号 stripped first, so that what the fallback returns keys to itself
+    m = _HOUSE.fullmatch(s.rstrip("号"))
     if not m:
         return s.rstrip("号") or s or None
     prefix, number, sub = m.groups()
