@@ -415,6 +415,8 @@ async def put_geometry(
     geometry: Any = body
     if body.get("type") == "Feature":
         geometry = body.get("geometry")
+        if geometry is None:
+            raise Problem(422, "geometry: the Feature has no geometry")
         properties = body.get("properties") or {}
         note = properties.get("note") if isinstance(properties, dict) else None
         if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
@@ -443,9 +445,8 @@ async def put_geometry(
     responses=WRITE_PROBLEMS,
 )
 async def demolition(request: Request, building_id: BuildingId, body: DemolitionIn) -> JSONResponse:
-    """A second person decides: a station or admin account, or an officer other than the
-    one who reported the building as not found. Confirmed: ``demolished``; rejected:
-    ``disputed``."""
+    """A second person decides: any editor but the one who reported the building as not
+    found. Confirmed: ``demolished``; rejected: ``disputed``."""
     no_nul(building_id=building_id, note=body.note)
     principal = principal_of(request)
     expected = expected_version(request, required=False)
@@ -456,7 +457,6 @@ async def demolition(request: Request, building_id: BuildingId, body: Demolition
             building_id,
             body.confirm,
             principal.name,
-            principal.role,
             note=body.note,
             expected_version=expected,
             sees_persons=sees_persons(principal),

@@ -44,9 +44,9 @@ from registry.settings import RegistryError
 
 FAR_M = 100.0  # a verification from further than this is flagged, not refused
 STATE_ACTIONS = ("verified", "corrected", "not_found", "disputed")
-DEMOLITION_CONFIRMERS = ("station", "admin")  # and any officer but the one who reported
 MAX_VERTICES = 2_000
 MAX_AREA_M2 = 1_000_000.0  # a square kilometre: larger is a slip of the pen, not a building
+MIN_AREA_M2 = 1.0  # smaller than a square metre is a slip too (or three points in a row)
 HISTORY_LIMIT = 50
 PRECISION = 7  # decimal places of GeoJSON coordinates: about 1 cm
 
@@ -95,16 +95,23 @@ def checked_outline(geometry: Any, field: str = "geometry") -> str:
     MultiPolygon inside China, repaired if self-intersecting, of building size."""
     if not isinstance(geometry, dict):
         raise InvalidInputError(f"{field}: a GeoJSON Polygon or MultiPolygon object is needed")
+    if geometry.get("type") not in ("Polygon", "MultiPolygon"):
+        raise InvalidInputError(
+            f"{field}: a Polygon or MultiPolygon is needed, not {geometry.get('type')!r}"
+        )
     try:
         geom = shape(geometry)
+        # JSON allows NaN and overflows to infinity: refuse them before GEOS sees them
+        if not np.isfinite(shapely.get_coordinates(geom)).all():
+            raise InvalidInputError(f"{field}: coordinates must be finite numbers")
+        prepared = prepare_footprint(geom)
     except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
-        raise InvalidInputError(f"{field}: not valid GeoJSON ({exc})") from None
-    prepared = prepare_footprint(geom)
+        raise InvalidInputError(f"{field}: not a valid GeoJSON polygon ({exc})") from None
+    except shapely.errors.GEOSException as exc:
+        raise InvalidInputError(f"{field}: not a valid polygon ({exc})") from None
     if prepared.error or prepared.geometry is None:
         raise InvalidInputError(f"{field}: {prepared.error or 'no outline'}")
     outline = prepared.geometry
-    if not np.isfinite(shapely.get_coordinates(outline)).all():
-        raise InvalidInputError(f"{field}: coordinates must be finite numbers")
     outside = check_extent(outline)
     if outside:
         raise InvalidInputError(f"{field}: {outside}")
@@ -135,8 +142,11 @@ def outline_area_m2(session: Session, wkt: str) -> float:
 
 
 def check_area(session: Session, wkt: str) -> None:
-    if outline_area_m2(session, wkt) > MAX_AREA_M2:
+    area = outline_area_m2(session, wkt)
+    if area > MAX_AREA_M2:
         raise InvalidInputError("geometry: larger than a square kilometre; not a building")
+    if area < MIN_AREA_M2:
+        raise InvalidInputError(f"geometry: {area:.2g} m² is smaller than a square metre")
 
 
 # ---------------------------------------------------------------- reading
@@ -520,14 +530,13 @@ def decide_demolition(
     building_id: str,
     confirm: bool,
     account: str,
-    role: str,
     note: str | None = None,
     expected_version: int | None = None,
     sees_persons: bool = False,
 ) -> dict[str, Any]:
     """Confirm (the building becomes ``demolished``) or reject (``disputed``) a
-    ``not_found`` report. A second person decides: a station or admin account, or an
-    officer other than the one who reported it."""
+    ``not_found`` report. A second person decides: any editor but the one who reported
+    it (another officer, the station, an admin)."""
     building = lock_building(session, building_id, expected_version, sees_persons)
     if building.verification != "not_found" or building.status == "demolished":
         raise VerificationConflictError(
@@ -543,7 +552,7 @@ def decide_demolition(
         .order_by(BuildingVerification.id.desc())
         .limit(1)
     )
-    if role not in DEMOLITION_CONFIRMERS and reporter == account:
+    if reporter == account:
         raise NotPermittedError(
             f"{account} reported building {building_id} as not found; a second person "
             "(another officer, the station or an admin) must decide"
@@ -584,6 +593,7 @@ def create_building(
     caller's jurisdiction."""
     wkt = checked_outline(outline)
     check_area(session, wkt)
+    position = checked_position(position)
     if floors is not None and not 1 <= floors <= 200:
         raise InvalidInputError("floors: a whole number from 1 to 200")
     code = community_code or community_of_outline(session, wkt)
