@@ -27,6 +27,7 @@ from api.auth import allow, in_jurisdiction, principal_of
 from api.problems import PROBLEM_JSON, Problem, not_found
 from registry import verification
 from registry.auth import EDITORS, PERSON_READERS, Principal
+from registry.disclosure import suppress_rates_row
 from registry.photos import Photo, PhotoError, checked_photo
 from registry.progress import community_progress
 from registry.settings import RegistryError
@@ -265,7 +266,8 @@ async def progress(request: Request, code: CommunityCode) -> dict[str, Any]:
     )
     if found is None:
         raise not_found(f"no community {code}")
-    return found
+    # the gis role passes aggregates on: small person counts are suppressed, as in reports
+    return suppress_rates_row(found) if principal.role == "gis" else found
 
 
 @router.get(

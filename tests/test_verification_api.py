@@ -1022,6 +1022,20 @@ def test_analyst_and_gis_may_look_but_not_edit(api, sql, role):
     assert row_count(sql, "building") == 9  # B1..B8 and B21: nothing created
 
 
+def test_progress_suppresses_small_person_counts_for_gis(api):
+    """The gis role passes aggregates on, so its progress follows the reports' rule:
+    person counts from 1 to 4 are "<5" and the rate made of them is null. C1 has
+    C1_RESIDENTS active residents (5 before 2026-12-31, then 4) and C1_PLACED placed
+    (2, then 1): the placed count is always small; the officer sees the numbers."""
+    officer = api.get(f"/communities/{C1}/progress", "li").json()
+    assert (officer["residents"], officer["residents_on_map"]) == (C1_RESIDENTS, C1_PLACED)
+    gis = api.get(f"/communities/{C1}/progress", "gis").json()
+    assert gis["residents_on_map"] == "<5"
+    assert gis["residents"] == (C1_RESIDENTS if C1_RESIDENTS >= 5 else "<5")
+    assert gis["population_on_map_rate"] is None
+    assert gis["buildings"] == officer["buildings"] == 7  # buildings are not persons
+
+
 def test_resident_counts_are_for_officers_and_stations_only(api):
     # B1's rooms: R1 has 甲 (C1, active), 庚 (moved out 2026-06-30) and 壬 (active, but
     # registered in C2: only those whose jurisdiction covers C2 see that residence);
