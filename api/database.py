@@ -104,11 +104,7 @@ class Database:
                 await conn.execute(auth.SET_CONTEXT, auth.context_params(principal))
                 yield conn
             finally:
-                try:
-                    await conn.exec_driver_sql("ROLLBACK")
-                except BaseException:
-                    await conn.invalidate()  # never hand a connection mid-transaction on
-                    raise
+                await end_read(conn)
 
     def snapshot(self, principal: Principal) -> Any:
         """As :meth:`scoped`, in one REPEATABLE READ snapshot: for reads that must agree."""
@@ -196,6 +192,21 @@ class Database:
         await self.engine.dispose()
         if self.reader is not self.engine:
             await self.reader.dispose()
+
+
+async def end_read(conn: AsyncConnection) -> None:
+    """Roll back a read's transaction. A connection that cannot (its query was cancelled
+    because the client went away, or the server is gone) is invalidated instead, so it
+    never returns to the pool mid-transaction; the rollback's own error is not raised,
+    since whatever ended the request (a cancellation, the first error) is what counts."""
+    if conn.invalidated:
+        return
+    try:
+        await conn.exec_driver_sql("ROLLBACK")
+    except BaseException as exc:
+        await conn.invalidate()
+        if not isinstance(exc, Exception):
+            raise  # this very await was cancelled: let the cancellation through
 
 
 @dataclass(frozen=True)

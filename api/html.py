@@ -23,7 +23,10 @@ def escape(value: Any) -> str:
 
 def page(title: str, body: str) -> str:
     return (
-        f'<!doctype html><html lang="zh"><head><meta charset="utf-8"><title>{escape(title)}'
+        f'<!doctype html><html lang="zh"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        # no icon: browsers would otherwise ask for /favicon.ico and log its 404
+        f'<link rel="icon" href="data:,"><title>{escape(title)}'
         f"</title><style>{STYLE}</style></head><body><h1>{escape(title)}</h1>{body}</body></html>"
     )
 

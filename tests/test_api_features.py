@@ -7,6 +7,7 @@ never from the API under test.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from urllib.parse import parse_qs, urlparse
 
@@ -18,6 +19,7 @@ from pyproj import Transformer
 from sqlalchemy import create_engine, text
 
 from api import create_app
+from registry.auth import Principal
 
 from conftest import LiveServer, api_settings_for, bearer, grant
 
@@ -393,7 +395,15 @@ def add_slow_route(app):
             await conn.execute(text("SELECT pg_sleep(30)"))
         return {"done": True}
 
+    async def slow_scoped(request: Request) -> dict:
+        # as the read paths do: a transaction carrying a principal, rolled back at the end
+        reader = Principal("slow-reader", "admin", ())
+        async with request.app.state.database.scoped(reader) as conn:
+            await conn.execute(text("SELECT pg_sleep(30)"))
+        return {"done": True}
+
     app.add_api_route("/test-only/slow", slow)
+    app.add_api_route("/test-only/slow-scoped", slow_scoped)
 
 
 def test_statement_timeout_answers_503(sample_db_url, tmp_path):
@@ -429,3 +439,21 @@ def test_query_is_cancelled_when_the_client_goes_away(sample_db_url, tmp_path):
             time.sleep(0.1)
         assert running() == 0
     engine.dispose()
+
+
+def test_a_read_cancelled_mid_transaction_is_no_server_error(sample_db_url, tmp_path, caplog):
+    """A map drops tile requests all the time (panning, zooming): the cancelled read's
+    connection is invalidated quietly, nothing is logged as an application error, and the
+    pool goes on serving."""
+    app = create_app(api_settings_for(sample_db_url, tmp_path, pool_size=1, max_overflow=0))
+    add_slow_route(app)
+    with LiveServer(app) as server, caplog.at_level(logging.ERROR):
+        for _ in range(3):
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.get(server.url + "/test-only/slow-scoped", timeout=0.5)
+        time.sleep(1.0)  # the server notices each disconnect and cancels its handler
+        assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200
+        # the only connection of the pool was handed back usable (or replaced)
+        assert httpx.get(server.url + "/collections/buildings", timeout=5).status_code == 401
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
