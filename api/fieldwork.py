@@ -23,9 +23,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from api.auth import allow, in_jurisdiction, principal_of
+from api.auth import allow, client_ip, in_jurisdiction, principal_of
 from api.problems import PROBLEM_JSON, Problem, not_found
-from registry import verification
+from registry import audit, verification
 from registry.auth import EDITORS, PERSON_READERS, Principal
 from registry.disclosure import suppress_rates_row
 from registry.photos import Photo, PhotoError, checked_photo
@@ -181,12 +181,22 @@ async def write(
     status: int = 200,
 ) -> JSONResponse:
     """Run ``action`` (returning the building id and its history entry) in one
-    transaction, and answer with the entry, the building and its community's progress."""
+    transaction with its ``verification`` audit row, and answer with the entry, the
+    building and its community's progress."""
     cycle = settings_of(request).verification_cycle_days
     persons = sees_persons(principal)
+    ip = client_ip(request)
 
     def run(session: Session) -> dict[str, Any]:
         building_id, entry = action(session)
+        audit.record(
+            session,
+            principal,
+            "verification",
+            client_ip=ip,
+            targets=[building_id],
+            detail={"action": entry["action"], "history_id": entry["id"]},
+        )
         building = verification.building_detail(session, building_id, persons)
         assert building is not None
         progress = community_progress(session, building["community_code"], cycle)

@@ -384,6 +384,26 @@ def test_each_state_is_recorded_with_account_time_old_and_new(api, sql):
     assert dt.datetime.fromisoformat(history[0]["recorded_at"]) == times[-1]
 
 
+def test_every_field_action_is_audited_with_its_history_row(api, sql):
+    """Each write appends one ``verification`` audit row in its own transaction, naming
+    the building and the history row; a refused write (409) audits nothing."""
+    first = api.verify("B1", "verified", "li").json()["verification"]
+    problem(api.verify("B1", "disputed", "li", if_match='"v1"'), 409)
+    second = api.verify("B2", "not_found", "li").json()["verification"]
+    rows = sql(
+        "SELECT user_name, role, target_ids, detail FROM audit_log "
+        "WHERE action = 'verification' ORDER BY id"
+    )
+    assert [(r.user_name, r.role, r.target_ids) for r in rows] == [
+        ("li", "officer", ["B1"]),
+        ("li", "officer", ["B2"]),
+    ]
+    assert [r.detail for r in rows] == [
+        {"action": "verified", "history_id": first["id"]},
+        {"action": "not_found", "history_id": second["id"]},
+    ]
+
+
 @pytest.mark.parametrize(
     "body",
     [
