@@ -13,7 +13,19 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api import addresses, auth, exports, features, openapi, persons, reports, security, tiles
+from api import (
+    addresses,
+    auth,
+    exports,
+    features,
+    fieldwork,
+    openapi,
+    persons,
+    reports,
+    security,
+    tiles,
+    webmap,
+)
 from api.auth import SIGNED_IN, CredentialCache
 from api.database import Database
 from api.disconnect import CancelOnDisconnect
@@ -52,12 +64,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.credentials = CredentialCache(settings.auth_cache_seconds)
     install_problem_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    modules = (features, openapi, tiles, reports, exports, addresses, persons)
+    modules = (features, openapi, tiles, reports, exports, addresses, persons, fieldwork, webmap)
     # anonymous: the landing page, conformance, the API document, sign-in (features and
     # openapi mark their own routes); everything else needs a token or a session
     app.include_router(auth.router)
     for module in modules:
-        signed = module in (tiles, reports, exports, addresses, persons)
+        signed = module not in (features, openapi)
         app.include_router(module.router, dependencies=SIGNED_IN if signed else None)
     # other routers add links to the landing page and collections, and conformance classes
     app.state.landing_links = lambda root: [
@@ -76,5 +88,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     app.add_middleware(CancelOnDisconnect)
-    security.install(app, settings.max_body_kb, settings.basemap_url)
+    # a verification may carry a photo: its route takes the photo limit plus the fields
+    uploads = {security.VERIFICATION_UPLOAD: settings.photo_max_kb + 64}
+    security.install(app, settings.max_body_kb, settings.basemap_url, uploads)
     return app

@@ -457,6 +457,7 @@ def demo_account(session) -> tuple[str, str]:
 def print_urls(root: str, password: str, token: str) -> None:
     console.print("\nServing the registry API (Ctrl-C to stop):", highlight=False)
     for what, path in (
+        ("officers' web map", "/map"),
         ("landing page (OGC API)", "/"),
         ("collections", "/collections"),
         ("coverage report and map", "/reports/coverage?f=html"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the registry needs on Debian or Ubuntu, and nothing more:
 #   - PostgreSQL and PostGIS from the OS package manager (skipped when present),
-#   - with --dev, gdal-bin and docker-compose too (skipped when present),
+#   - with --dev, gdal-bin, wrk, docker-compose and chromium too (skipped when present),
 #   - a Python virtual environment in .venv with the project installed.
 # Usage: bash scripts/setup.sh          (to run the registry)
 #        bash scripts/setup.sh --dev    (also the test and lint tools)
@@ -44,8 +44,11 @@ if [ ! -f "/usr/share/postgresql/$version/extension/postgis.control" ]; then
 fi
 
 if [ -n "$extras" ]; then
-  # tests only: GDAL's OGC API Features client, and a Compose to check docker/compose.yml
+  # tests only: GDAL's OGC API Features client, a Compose to check docker/compose.yml, and
+  # Debian's Chromium (with a CJK font) for the web map's browser tests
   dev_packages=()
+  command -v chromium >/dev/null 2>&1 || dev_packages+=(chromium)
+  [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || dev_packages+=(fonts-wqy-microhei)
   command -v ogrinfo >/dev/null 2>&1 || dev_packages+=(gdal-bin)
   command -v wrk >/dev/null 2>&1 || dev_packages+=(wrk)  # HTTP load for bench/
   if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then

@@ -185,6 +185,8 @@ ENDPOINTS: list[tuple[str, str, Any, tuple[str, ...]]] = [
     ("/exports/addresses.geojson", "GET", None, SIGNED),
     ("/addresses/match", "POST", {"addresses": ["珞喻路1号"]}, EDITORS),
     ("/reviews", "GET", None, EDITORS),
+    ("/map", "GET", None, SIGNED),
+    ("/map/config", "GET", None, SIGNED),
 ]
 
 
