@@ -211,22 +211,30 @@ def sample_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return key_file
 
 
-@pytest.fixture(scope="session")
-def sample_db_url(server_url: str, template_url: str, sample_key_file: Path):
-    """One database with the 光谷 sample bundle loaded, shared read-only by the API tests.
-
-    Tests that write must use ``db_url`` instead.
-    """
+def sample_database(server_url: str, key_file: Path) -> str:
+    """A new database (dropped by the caller) with the 光谷 sample bundle loaded."""
     from registry.bundle.load import load_bundle
     from registry.cli import SAMPLE_BUNDLE
     from registry.db import transaction
 
     url = create_database(server_url, TEMPLATE)
     engine = make_engine(url)
-    with transaction(engine) as session:
-        report = load_bundle(session, SAMPLE_BUNDLE, load_vault(sample_key_file))
-        assert report.written, report.errors
-    engine.dispose()
+    try:
+        with transaction(engine) as session:
+            report = load_bundle(session, SAMPLE_BUNDLE, load_vault(key_file))
+            assert report.written, report.errors
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def sample_db_url(server_url: str, template_url: str, sample_key_file: Path):
+    """One database with the 光谷 sample bundle loaded, shared read-only by the API tests.
+
+    Tests that write must use ``db_url``, or a :func:`sample_database` of their own.
+    """
+    url = sample_database(server_url, sample_key_file)
     yield url
     drop_database(server_url, url)
 

@@ -22,14 +22,7 @@ from sqlalchemy import text
 
 from registry.db import make_engine
 
-from conftest import (
-    TEMPLATE,
-    LiveServer,
-    api_settings_for,
-    create_database,
-    drop_database,
-    grant,
-)
+from conftest import LiveServer, api_settings_for, drop_database, grant, sample_database
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"]
@@ -48,18 +41,8 @@ TIMEOUT_MS = 20_000
 @pytest.fixture(scope="module")
 def map_db(server_url: str, template_url: str, sample_key_file: Path) -> Iterator[str]:
     """Its own database with the sample loaded: these tests write."""
-    from registry.bundle.load import load_bundle
-    from registry.cli import SAMPLE_BUNDLE
-    from registry.db import transaction
-    from registry.vault import load_vault
-
-    url = create_database(server_url, TEMPLATE)
+    url = sample_database(server_url, sample_key_file)
     try:
-        engine = make_engine(url)
-        with transaction(engine) as session:
-            report = load_bundle(session, SAMPLE_BUNDLE, load_vault(sample_key_file))
-            assert report.written, report.errors
-        engine.dispose()
         yield url
     finally:
         drop_database(server_url, url)
