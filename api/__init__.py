@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.staticfiles import StaticFiles
 
 from api import (
@@ -82,6 +82,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         for link in m.collection_links(root, collection)
     ]
     app.state.conformance = [c for m in modules for c in getattr(m, "CONFORMANCE", [])]
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        """No icon, and no 404 for browsers that ask for one anyway."""
+        return Response(status_code=204, headers={"Cache-Control": "public, max-age=86400"})
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

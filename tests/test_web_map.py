@@ -143,8 +143,6 @@ class MapPage:
         if message.type != "error":
             return
         path = urlsplit(where).path
-        if path == "/favicon.ico":
-            return  # the server's /login page names no icon, so Chromium asks for one
         # Chromium logs every 4xx answer to fetch(), even one the page handles; only the
         # refusals a test provokes on purpose (a 409, a 403) are allowed
         status = re.search(r"Failed to load resource: .* status of (\d+)", message.text)
@@ -690,3 +688,22 @@ def test_admin_places_the_outline_of_a_building_not_on_the_map(session_factory, 
     assert detail["geometry"] is not None
     corner = admin.lnglat_at(cx - 40, cy - 40)
     assert nearest(detail["geometry"], corner) < 1.0
+
+
+def test_the_coverage_report_map_renders_offline_too(session_factory, map_db):
+    """The report page's folium map (api/report_map.py) in the same browser: Leaflet is
+    served by us, its inline scripts pass the page's CSP by hash, and it draws one shape
+    per community that has a boundary (counted in SQL); nothing leaves 127.0.0.1."""
+    session = session_factory(ANALYST)
+    page = session.page
+    page.goto(f"{session.server.url}/reports/coverage?f=html&rate=coverage_rate")
+    page.wait_for_selector(".leaflet-container path.leaflet-interactive")
+    ((with_boundary,),) = sql(
+        map_db,
+        "SELECT count(*) FROM community WHERE boundary IS NOT NULL AND code IN "
+        "(SELECT unnest(jurisdiction) FROM account WHERE name = :name)",
+        name=ANALYST,
+    )
+    shapes = page.locator(".leaflet-container path.leaflet-interactive").count()
+    assert with_boundary == 1 and shapes == with_boundary
+    assert page.locator("table").count() >= 1  # the rates table beside the map
