@@ -208,19 +208,25 @@ def run_server(host: str, port: int, workers: int = 1) -> None:
     """Check the database first, so a missing or unmigrated one is a message, not a crash."""
     import uvicorn
 
+    from api.listening import listening_socket
     from api.settings import ApiSettings
 
     engine = migrated_engine(ApiSettings())
     engine.dispose()
-    uvicorn.run(
-        "api:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        proxy_headers=True,
-    )
+    try:
+        sock = listening_socket(host, port)
+    except OSError as exc:
+        raise RegistryError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    console.print(f"listening on http://{host}:{port} ({workers} worker(s))", highlight=False)
+    with sock:
+        uvicorn.run(
+            "api:create_app",
+            factory=True,
+            fd=sock.fileno(),
+            workers=workers,
+            log_level="info",
+            proxy_headers=True,
+        )
 
 
 # ---------------------------------------------------------------- export

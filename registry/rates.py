@@ -69,6 +69,7 @@ FIELDS = (
     "population_on_map_rate",
 )
 CITY_NAME = "全市"
+COMMUNITY_CODE_LENGTH = 12
 
 
 def community_counts(recount: bool = False) -> Subquery:
@@ -135,7 +136,11 @@ def compute_rates(
         name_column.label("name"),
         *(cast(func.coalesce(expr, 0), Integer).label(n) for n, expr in sums.items()),
     )
-    if code:
+    if code and len(code) == COMMUNITY_CODE_LENGTH:
+        # one community: an equality PostgreSQL pushes into the residents' aggregate, so it
+        # reads that community's counter rows only, not the whole city's (a prefix cannot)
+        grouped = grouped.where(counts.c.code == code)
+    elif code:
         grouped = grouped.where(counts.c.code.startswith(code, autoescape=True))
     if scope is not None:
         grouped = grouped.where(within(counts.c.code, scope))
