@@ -90,3 +90,38 @@ def test_small_benchmark_runs_and_agrees_with_itself(tmp_path: Path):
     assert "rgt_" not in written  # bearer tokens
     assert ours["config"]["env"]["REGISTRY_API_PASSWORD"] == "***"
     assert ours["config"]["headers"] == {"Authorization": "Bearer ***"}
+
+
+def test_field_verification_benchmark_runs_and_agrees_with_itself(tmp_path: Path):
+    """``python -m bench.fieldwork`` at small scale with few requests: every read and write
+    answered as expected, each contention round had exactly one winner, the history and
+    versions match the writes made, and the server connected as the API role."""
+    out = tmp_path / "fieldwork.json"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    small = ["--reads", "5", "--duration", "0.5", "--writes", "5", "--client-writes", "2"]
+    small += ["--photo-writes", "2", "--client-photo-writes", "1", "--geometry-writes", "3"]
+    small += ["--creates", "2", "--rounds", "3", "--explain-repeat", "1"]
+    small += ["--workdir", str(tmp_path / "work"), "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.fieldwork", "--scale", "small", *small],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    for read in results["reads"].values():
+        assert read["sequential"]["n"] == 5
+        for run in ("sequential", "concurrent", "sequential_new_connection"):
+            assert set(read[run]["statuses"]) == {"200"}, (read["label"], run)
+            assert not read[run]["errors"], (read["label"], run)
+    contention = results["contention"]
+    assert contention["rounds_exactly_one_200"] == contention["rounds"] == 3
+    assert contention["other"] == 0
+    consistency = results["consistency"]
+    assert consistency["all_ok"] is True, consistency["checks"]
+    assert consistency["writes_ok"] > 0
+    assert results["connected_as"] == "registry_api"
+    assert "Field verification benchmark" in out.with_suffix(".md").read_text()
