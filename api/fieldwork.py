@@ -78,6 +78,12 @@ class DemolitionIn(BaseModel):
     note: str | None = Field(default=None, max_length=MAX_NOTE)
 
 
+class DoorPlateIn(BaseModel):
+    lon: float = Field(ge=-180, le=180, description="where the plate is: longitude")
+    lat: float = Field(ge=-90, le=90, description="latitude")
+    note: str | None = Field(default=None, max_length=MAX_NOTE)
+
+
 class NewBuildingIn(BaseModel):
     geometry: dict[str, Any] = Field(description="the outline, GeoJSON Polygon (lon/lat)")
     community_code: str | None = Field(default=None, pattern=r"^[0-9]{12}$")
@@ -468,6 +474,41 @@ async def demolition(request: Request, building_id: BuildingId, body: Demolition
             session,
             building_id,
             body.confirm,
+            principal.name,
+            note=body.note,
+            expected_version=expected,
+            sees_persons=sees_persons(principal),
+        )
+        return building_id, entry
+
+    return await write(request, principal, action)
+
+
+@router.put(
+    "/buildings/{building_id}/addresses/{address_code}/door-plate",
+    summary="Place a door plate where it is",
+    dependencies=EDITING,
+    responses=WRITE_PROBLEMS,
+)
+async def door_plate(
+    request: Request,
+    building_id: BuildingId,
+    address_code: Annotated[str, Path(min_length=1, max_length=MAX_ID)],
+    body: DoorPlateIn,
+) -> JSONResponse:
+    """Moves the door plate (门牌) of one of the building's active standard addresses:
+    labelling counts a plate within 30 m of the outline. Recorded in the building's
+    history as ``door_plate_moved`` with the old and new point."""
+    no_nul(building_id=building_id, address_code=address_code, note=body.note)
+    principal = principal_of(request)
+    expected = expected_version(request, required=False)
+
+    def action(session: Session) -> tuple[str, dict[str, Any]]:
+        entry = verification.move_door_plate(
+            session,
+            building_id,
+            address_code,
+            Position(body.lon, body.lat),
             principal.name,
             note=body.note,
             expected_version=expected,

@@ -46,6 +46,7 @@ VERIFICATION_ACTIONS = (
     "created",
     "demolition_confirmed",
     "demolition_rejected",
+    "door_plate_moved",
 )
 PHOTO_MEDIA_TYPES = ("image/jpeg", "image/png")
 ADDRESS_STATUSES = ("active", "retired")

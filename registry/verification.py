@@ -564,6 +564,53 @@ def decide_demolition(
     return apply_change(session, building, action, account, changes, None, note, None, None)
 
 
+def move_door_plate(
+    session: Session,
+    building_id: str,
+    address_code: str,
+    plate: Position,
+    account: str,
+    note: str | None = None,
+    expected_version: int | None = None,
+    sees_persons: bool = False,
+) -> dict[str, Any]:
+    """Place the door plate of one of the building's standard addresses where the officer
+    found it (what labelling measures: a plate within 30 m of the outline). The address
+    keeps its code; the old and new points go to the building's history."""
+    plate = checked_position(plate)
+    assert plate is not None
+    building = lock_building(session, building_id, expected_version, sees_persons)
+    a = Address.__table__
+    row = session.execute(
+        select(
+            a.c.code,
+            func.ST_X(a.c.door_plate).label("lon"),
+            func.ST_Y(a.c.door_plate).label("lat"),
+        )
+        .where(a.c.code == address_code, a.c.building_id == building_id, a.c.status == "active")
+        .with_for_update(of=a)
+    ).one_or_none()
+    if row is None:
+        raise InvalidInputError(
+            f"address {address_code}: not an active standard address of building {building_id}"
+        )
+    point = func.ST_SetSRID(
+        func.ST_MakePoint(bindparam("lon", type_=Float), bindparam("lat", type_=Float)), SRID
+    )
+    session.execute(
+        update(a).where(a.c.code == address_code).values(door_plate=point, updated_at=func.now()),
+        {"lon": plate.lon, "lat": plate.lat},
+    )
+    old = {
+        "address": address_code,
+        "door_plate": [row.lon, row.lat] if row.lon is not None else None,
+    }
+    new = {"address": address_code, "door_plate": [plate.lon, plate.lat]}
+    return append_history(
+        session, building, "door_plate_moved", account, old, new, building.version, note, None, None
+    )
+
+
 def community_of_outline(session: Session, wkt: str) -> str | None:
     """The community whose boundary contains the outline's point-on-surface."""
     anchor = func.ST_PointOnSurface(func.ST_GeomFromText(wkt, SRID))

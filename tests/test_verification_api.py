@@ -1534,9 +1534,10 @@ def test_the_work_list_needs_both_coordinates_and_the_jurisdiction(api):
 def test_a_community_reaches_100_percent_through_the_map(api, sql, cli):
     """C1 from 6/7 on the map, 3/6 covered, 0/7 verified to 100 % of each: verify what is
     right, place B6 around its door plate, correct B7 to its real size (= F7), draw what
-    stands on F5 (where B5 was demolished) and on F8. Labelling cannot reach 100 % this
-    way: B4's address has no door plate, B2's plate is 200 m off and the drawn buildings
-    have no address; the map edits outlines, not addresses. C2 reaches 100 % on all."""
+    stands on F5 (where B5 was demolished) and on F8, then place the door plates of A2
+    (200 m off), A3 (35 m off) and A4 (none) at their buildings. Labelling stops at 7/9:
+    the two drawn buildings have no standard address (the map places plates, it does not
+    issue addresses). C2 reaches 100 % on all."""
     for building_id in ("B1", "B2", "B3", "B4", "B8"):
         assert api.verify(building_id).status_code == 201, building_id
     etag = api.etag("B6")
@@ -1575,6 +1576,15 @@ def test_a_community_reaches_100_percent_through_the_map(api, sql, cli):
     # B6 on the map places 戊 (R6) too
     assert (progress["residents"], progress["residents_on_map"]) == (C1_RESIDENTS, C1_PLACED + 1)
     assert {i["kind"] for i in api.worklist()} == {"unlabeled"}
+    # the plates, each 5 m south of its building's outline (y = 95)
+    for building_id, code, x in (("B2", "A2", 220), ("B3", "A3", 309), ("B4", "A4", 331)):
+        moved = api.put(
+            f"/buildings/{building_id}/addresses/{code}/door-plate", json=position(x, 95)
+        )
+        assert moved.status_code == 200, moved.text
+    assert moved.json()["progress"]["buildings_labeled"] == 7
+    unlabeled = {i["id"] for i in api.worklist() if i["kind"] == "unlabeled"}
+    assert len(unlabeled) == 2 and all(i.startswith(f"N{C1}-") for i in unlabeled)
 
     # 乙社区: verifying B21 is all it lacks
     response = api.verify("B21", "verified", "zhao")
@@ -1585,13 +1595,13 @@ def test_a_community_reaches_100_percent_through_the_map(api, sql, cli):
     assert c2["verified_rate"] == 1.0
     assert api.worklist(C2, "zhao") == []
     rows = {r["code"]: r for r in api.get("/reports/coverage", "admin").json()}
-    assert rates_counts(rows[C1]) == (9, 9, 6, 6, 4)
+    assert rates_counts(rows[C1]) == (9, 9, 6, 6, 7)
     assert rates_counts(rows[C2]) == (1, 1, 2, 2, 1)
     # the counters the API reads agree with the definitions, recounted from scratch
     result = cli("rates", "--code", STREET, "--format", "json", "--recount")
     assert result.exit_code == 0, result.output
     recounted = {r["code"]: r for r in json.loads(result.stdout)}
-    assert rates_counts(recounted[C1]) == (9, 9, 6, 6, 4)
+    assert rates_counts(recounted[C1]) == (9, 9, 6, 6, 7)
     assert rates_counts(recounted[C2]) == (1, 1, 2, 2, 1)
 
 
@@ -1764,3 +1774,60 @@ def test_malformed_input_is_a_problem_never_a_500(api, sql, method, path, kwargs
     problem(response, response.status_code)
     assert row_count(sql, "building_verification") == 0
     assert building_row(sql, "B1").version == 1 and row_count(sql, "building") == 9
+
+
+def test_placing_door_plates_labels_buildings(api, sql):
+    """Labelling counts an active address's plate within 30 m of the outline. C1 starts
+    with 3 labelled (B1, B7, B8). A2 is 200 m north of B2: placed 5 m north of it, B2 is
+    labelled (4). A4 has no plate: placed inside B4 (distance 0), B4 is labelled (5). A
+    plate moved 50 m away from B1 unlabels it again (4); the history keeps every point."""
+    start = counts(api.get(f"/communities/{C1}/progress", "li").json())
+    assert start["buildings_labeled"] == 3
+
+    moved = api.put("/buildings/B2/addresses/A2/door-plate", "li", json=position(220, 145))
+    assert moved.status_code == 200, moved.text
+    reply = moved.json()
+    assert reply["progress"]["buildings_labeled"] == 4
+    entry = reply["verification"]
+    assert entry["action"] == "door_plate_moved" and entry["account"] == "li"
+    assert entry["old"]["address"] == "A2" and entry["new"]["address"] == "A2"
+    assert shapely.Point(entry["old"]["door_plate"]).distance(at(220, 340)) < 1e-7
+    assert shapely.Point(entry["new"]["door_plate"]).distance(at(220, 145)) < 1e-7
+    a2 = next(a for a in reply["building"]["addresses"] if a["code"] == "A2")
+    assert shapely.Point(a2["door_plate"]).distance(at(220, 145)) < 1e-7
+
+    placed = api.put("/buildings/B4/addresses/A4/door-plate", "li", json=position(330, 120))
+    assert placed.status_code == 200, placed.text
+    assert placed.json()["verification"]["old"]["door_plate"] is None
+    assert placed.json()["progress"]["buildings_labeled"] == 5
+
+    away = api.put("/buildings/B1/addresses/A1/door-plate", "wang", json=position(120, 50))
+    assert away.json()["progress"]["buildings_labeled"] == 4  # 50 m south of B1
+    assert [r.action for r in history_rows(sql, "B1")] == ["door_plate_moved"]
+
+    # the counters agree with the definitions
+    (row,) = sql("SELECT buildings_labeled FROM community_count WHERE code = :code", code=C1)
+    assert row.buildings_labeled == 4
+
+
+def test_a_door_plate_move_is_checked(api, sql):
+    # an address of another building, a retired or unknown one: 422, nothing written
+    problem(api.put("/buildings/B2/addresses/A1/door-plate", "li", json=position(220, 145)), 422)
+    problem(api.put("/buildings/B2/addresses/A404/door-plate", "li", json=position(1, 1)), 422)
+    outside = {"lon": 2.35, "lat": 48.85}
+    problem(api.put("/buildings/B2/addresses/A2/door-plate", "li", json=outside), 422)
+    for role in ("analyst", "gis"):
+        problem(
+            api.put("/buildings/B2/addresses/A2/door-plate", role, json=position(220, 145)), 403
+        )
+    problem(api.put("/buildings/B2/addresses/A2/door-plate", "zhao", json=position(220, 145)), 404)
+    stale = api.put(
+        "/buildings/B2/addresses/A2/door-plate",
+        "li",
+        json=position(220, 145),
+        if_match='"v9"',
+    )
+    assert problem(stale, 409)["current"]["version"] == 1
+    assert history_rows(sql, "B2") == []
+    (a2,) = sql("SELECT ST_Y(door_plate) AS lat FROM address WHERE code = 'A2'")
+    assert abs(a2.lat - at(220, 340).y) < 1e-9

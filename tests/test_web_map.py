@@ -707,3 +707,54 @@ def test_the_coverage_report_map_renders_offline_too(session_factory, map_db):
     shapes = page.locator(".leaflet-container path.leaflet-interactive").count()
     assert with_boundary == 1 and shapes == with_boundary
     assert page.locator("table").count() >= 1  # the rates table beside the map
+
+
+def test_officer_places_a_door_plate_and_the_building_is_labelled(
+    session_factory, community, map_db
+):
+    """An unlabelled building (no active plate within 30 m of its outline, found in SQL
+    through the building_label view): the officer taps "Move plate", then the building on
+    the map; the plate lands inside it and the labelled count goes up by one."""
+    rows = sql(
+        map_db,
+        "SELECT l.id, a.code, ST_X(ST_PointOnSurface(b.footprint)), "
+        "ST_Y(ST_PointOnSurface(b.footprint)) FROM building_label l "
+        "JOIN building b ON b.id = l.id "
+        "JOIN address a ON a.building_id = l.id AND a.status = 'active' "
+        "WHERE l.community_code = :c AND NOT l.labeled AND b.verification <> 'not_found' "
+        "ORDER BY l.id, a.code LIMIT 1",
+        c=community,
+    )
+    assert rows, "the sample community has an unlabelled building with an address"
+    building_id, code, lon, lat = rows[0]
+    a = session_factory(OFFICER_B)
+    before = a.api(f"/communities/{community}/progress")
+    a.wait_rate("labeling", before["buildings_labeled"])
+    a.open_building(building_id, zoom=True)
+    a.testid(f"move-plate-{code}").click()
+    a.testid("plate-hint").wait_for()
+    x, y = a.js(
+        """([lon, lat]) => {
+          const m = registryMap.map, r = m.getContainer().getBoundingClientRect();
+          const p = m.project([lon, lat]);
+          return [p.x + r.left, p.y + r.top];
+        }""",
+        [lon, lat],
+    )
+    a.page.mouse.click(x, y)
+    a.wait_rate("labeling", before["buildings_labeled"] + 1)
+    after = a.api(f"/communities/{community}/progress")
+    assert after["buildings_labeled"] == before["buildings_labeled"] + 1
+    ((inside, action),) = sql(
+        map_db,
+        "SELECT ST_Contains(b.footprint, a.door_plate), "
+        "(SELECT action FROM building_verification v WHERE v.building_id = b.id "
+        "ORDER BY v.id DESC LIMIT 1) FROM address a JOIN building b ON b.id = a.building_id "
+        "WHERE a.code = :code",
+        code=code,
+    )
+    assert inside is True and action == "door_plate_moved"
+    assert (
+        a.page.locator("[data-testid=history-entry]").first.get_attribute("data-action")
+        == "door_plate_moved"
+    )

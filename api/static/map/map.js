@@ -332,6 +332,8 @@ function fitPadding(base = 30) {
 
 // ---------------------------------------------------------------- the controller
 
+let picking = null; // a function awaiting the next tap on the map (a door plate's place)
+
 const ctx = {
   state,
   map: null,
@@ -343,6 +345,11 @@ const ctx = {
     state.tileVersion += 1;
     setBodyState('busy');
     ctx.map.getSource('registry').setTiles([tilesUrl()]);
+  },
+  /** The next tap on the map goes to ``place(lngLat)`` instead of selecting (null: cancel). */
+  pickPoint(place) {
+    picking = place;
+    ctx.map.getCanvas().style.cursor = place ? 'crosshair' : '';
   },
   setSelection(geometry) {
     const data = geometry
@@ -539,6 +546,13 @@ async function start() {
   });
 
   map.on('click', (e) => {
+    if (picking) {
+      const place = picking;
+      picking = null;
+      map.getCanvas().style.cursor = '';
+      place(e.lngLat);
+      return;
+    }
     if (ctx.editor.active) {
       ctx.editor.mapClick(e);
       return;
@@ -547,6 +561,10 @@ async function start() {
     if (id) ctx.openBuilding(id);
   });
   map.on('mousemove', (e) => {
+    if (picking) {
+      map.getCanvas().style.cursor = 'crosshair';
+      return;
+    }
     if (ctx.editor.active) {
       map.getCanvas().style.cursor = ctx.editor.mode === 'draw' ? 'crosshair' : '';
       return;

@@ -62,8 +62,21 @@ export class BuildingPanel {
   render() {
     const b = this.building;
     const { config } = this.ctx.state;
+    const movable = config.may_edit && b.status !== 'demolished';
     const addresses = (b.addresses || []).map((a) =>
-      h('li', {}, a.label || a.code, a.door_plate ? null : h('span', { class: 'muted' }, ' (无门牌位置 no door plate)')),
+      h(
+        'li',
+        { 'data-code': a.code },
+        a.label || a.code,
+        a.door_plate ? null : h('span', { class: 'muted' }, ' (无门牌位置 no door plate)'),
+        movable
+          ? h(
+              'button',
+              { type: 'button', class: 'small', 'data-testid': `move-plate-${a.code}`, onclick: () => this.pickDoorPlate(a) },
+              a.door_plate ? '移门牌 Move plate' : '放门牌 Place plate',
+            )
+          : null,
+      ),
     );
     const facts = [
       ['编号 Id', h('code', { 'data-testid': 'building-id' }, b.id)],
@@ -173,6 +186,7 @@ export class BuildingPanel {
       if (newState) change.push(oldState ? `${oldState} → ${newState}` : newState);
       if (e.new && 'status' in e.new) change.push(`status ${e.old?.status ?? '—'} → ${e.new.status}`);
       if ((e.new && 'geometry' in e.new) || (e.new && 'footprint' in e.new)) change.push('outline changed 轮廓已改');
+      if (e.new && 'door_plate' in e.new) change.push(`门牌 door plate of ${e.new.address}`);
       return h(
         'li',
         { class: e.far ? 'far' : null, 'data-testid': 'history-entry', 'data-action': e.action, 'data-far': String(Boolean(e.far)) },
@@ -241,6 +255,39 @@ export class BuildingPanel {
         result = await call('POST', path, { json: body, ifMatch: this.ctx.state.etag });
       }
       this.afterWrite(result, () => this.verify(value), '核实已保存 Saved.');
+    } finally {
+      this.setBusy(false);
+    }
+  }
+
+  /** The next tap on the map places address ``a``'s door plate (Esc or the button cancels). */
+  pickDoorPlate(a) {
+    const b = this.building;
+    if (!b || this.busy) return;
+    const cancel = h('button', { type: 'button', 'data-testid': 'plate-cancel' }, '取消 Cancel');
+    this.feedback(
+      h(
+        'div',
+        { class: 'notice', 'data-testid': 'plate-hint' },
+        h('p', {}, `点击地图上门牌 ${a.label || a.code} 的位置。 Tap the map where the door plate of ${a.label || a.code} is.`),
+        cancel,
+      ),
+    );
+    cancel.addEventListener('click', () => {
+      this.ctx.pickPoint(null);
+      this.feedback();
+    });
+    this.ctx.pickPoint((lngLat) => this.moveDoorPlate(a, lngLat));
+  }
+
+  async moveDoorPlate(a, lngLat) {
+    const b = this.building;
+    if (!b || this.busy) return;
+    this.setBusy(true);
+    try {
+      const path = `/buildings/${encodeURIComponent(b.id)}/addresses/${encodeURIComponent(a.code)}/door-plate`;
+      const result = await call('PUT', path, { json: { lon: lngLat.lng, lat: lngLat.lat }, ifMatch: this.ctx.state.etag });
+      if (this.afterWrite(result, () => this.moveDoorPlate(a, lngLat), '门牌已放置 Door plate placed.')) this.feedback();
     } finally {
       this.setBusy(false);
     }

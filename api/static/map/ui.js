@@ -70,6 +70,7 @@ export const ACTION_NAMES = {
   demolition_confirmed: '确认拆除 demolition confirmed',
   demolition_rejected: '驳回拆除 demolition rejected',
   created: '新登记 registered',
+  door_plate_moved: '门牌已放置 door plate placed',
 };
 
 export const STATUS_NAMES = {

@@ -43,6 +43,7 @@ ACTIONS = (
     "created",
     "demolition_confirmed",
     "demolition_rejected",
+    "door_plate_moved",
 )
 PHOTO_TYPES = ("image/jpeg", "image/png")
 
