@@ -180,6 +180,18 @@ def settings_of(request: Request) -> Any:
     return request.app.state.settings
 
 
+def on_building(
+    building_id: str, change: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any
+) -> Callable[[Session], tuple[str, dict[str, Any]]]:
+    """An action for :func:`write`: ``change(session, building_id, *args, **kwargs)``, a
+    repository function returning the history entry it appended."""
+
+    def action(session: Session) -> tuple[str, dict[str, Any]]:
+        return building_id, change(session, building_id, *args, **kwargs)
+
+    return action
+
+
 async def write(
     request: Request,
     principal: Principal,
@@ -396,21 +408,18 @@ async def verify(request: Request, building_id: BuildingId) -> JSONResponse:
     no_nul(note=body.note)
     expected = expected_version(request, required=body.geometry is not None)
 
-    def action(session: Session) -> tuple[str, dict[str, Any]]:
-        entry = verification.record_verification(
-            session,
-            building_id,
-            body.state,
-            principal.name,
-            expected_version=expected,
-            note=body.note,
-            position=position_of(body.position),
-            outline=body.geometry,
-            photo_in=photo_in,
-            sees_persons=sees_persons(principal),
-        )
-        return building_id, entry
-
+    action = on_building(
+        building_id,
+        verification.record_verification,
+        body.state,
+        principal.name,
+        expected_version=expected,
+        note=body.note,
+        position=position_of(body.position),
+        outline=body.geometry,
+        photo_in=photo_in,
+        sees_persons=sees_persons(principal),
+    )
     return await write(request, principal, action, status=201)
 
 
@@ -441,18 +450,15 @@ async def put_geometry(
             raise Problem(422, f"properties.note: text of at most {MAX_NOTE} characters")
     no_nul(note=note)
 
-    def action(session: Session) -> tuple[str, dict[str, Any]]:
-        entry = verification.replace_outline(
-            session,
-            building_id,
-            geometry,
-            principal.name,
-            expected,
-            note=note,
-            sees_persons=sees_persons(principal),
-        )
-        return building_id, entry
-
+    action = on_building(
+        building_id,
+        verification.replace_outline,
+        geometry,
+        principal.name,
+        expected,
+        note=note,
+        sees_persons=sees_persons(principal),
+    )
     return await write(request, principal, action)
 
 
@@ -469,18 +475,15 @@ async def demolition(request: Request, building_id: BuildingId, body: Demolition
     principal = principal_of(request)
     expected = expected_version(request, required=False)
 
-    def action(session: Session) -> tuple[str, dict[str, Any]]:
-        entry = verification.decide_demolition(
-            session,
-            building_id,
-            body.confirm,
-            principal.name,
-            note=body.note,
-            expected_version=expected,
-            sees_persons=sees_persons(principal),
-        )
-        return building_id, entry
-
+    action = on_building(
+        building_id,
+        verification.decide_demolition,
+        body.confirm,
+        principal.name,
+        note=body.note,
+        expected_version=expected,
+        sees_persons=sees_persons(principal),
+    )
     return await write(request, principal, action)
 
 
@@ -503,19 +506,16 @@ async def door_plate(
     principal = principal_of(request)
     expected = expected_version(request, required=False)
 
-    def action(session: Session) -> tuple[str, dict[str, Any]]:
-        entry = verification.move_door_plate(
-            session,
-            building_id,
-            address_code,
-            Position(body.lon, body.lat),
-            principal.name,
-            note=body.note,
-            expected_version=expected,
-            sees_persons=sees_persons(principal),
-        )
-        return building_id, entry
-
+    action = on_building(
+        building_id,
+        verification.move_door_plate,
+        address_code,
+        Position(body.lon, body.lat),
+        principal.name,
+        note=body.note,
+        expected_version=expected,
+        sees_persons=sees_persons(principal),
+    )
     return await write(request, principal, action)
 
 

@@ -227,26 +227,32 @@ def room_rows(session: Session, building_id: str, sees_persons: bool) -> list[di
     return [dict(r._mapping) for r in rows]
 
 
+def entry_columns() -> tuple[Any, ...]:
+    """The columns :func:`entry` reads: for the history, and returned by each insert."""
+    v = BuildingVerification.__table__
+    return (
+        v.c.id,
+        v.c.action,
+        v.c.account,
+        v.c.recorded_at,
+        v.c.note,
+        func.ST_X(v.c.position).label("lon"),
+        func.ST_Y(v.c.position).label("lat"),
+        v.c.accuracy_m,
+        v.c.distance_m,
+        v.c.far,
+        v.c.photo_id,
+        v.c.old_values,
+        v.c.new_values,
+        v.c.building_version,
+    )
+
+
 def history(session: Session, building_id: str, limit: int = HISTORY_LIMIT) -> list[dict]:
     """The building's field actions, newest first."""
     v = BuildingVerification.__table__
     rows = session.execute(
-        select(
-            v.c.id,
-            v.c.action,
-            v.c.account,
-            v.c.recorded_at,
-            v.c.note,
-            func.ST_X(v.c.position).label("lon"),
-            func.ST_Y(v.c.position).label("lat"),
-            v.c.accuracy_m,
-            v.c.distance_m,
-            v.c.far,
-            v.c.photo_id,
-            v.c.old_values,
-            v.c.new_values,
-            v.c.building_version,
-        )
+        select(*entry_columns())
         .where(v.c.building_id == building_id)
         .order_by(v.c.id.desc())
         .limit(limit)
@@ -389,15 +395,14 @@ def apply_change(
     if outline_wkt is not None:
         values["footprint"] = func.ST_Multi(func.ST_GeomFromText(outline_wkt, SRID))
         old["geometry"] = building.geometry
-    version = session.execute(
-        update(b).where(b.c.id == building.id).values(values).returning(b.c.version)
-    ).scalar_one()
+    version, geometry = session.execute(
+        update(b)
+        .where(b.c.id == building.id)
+        .values(values)
+        .returning(b.c.version, func.ST_AsGeoJSON(b.c.footprint, PRECISION, 0))
+    ).one()
     if outline_wkt is not None:
-        new["geometry"] = json.loads(
-            session.scalar(
-                select(func.ST_AsGeoJSON(b.c.footprint, PRECISION, 0)).where(b.c.id == building.id)
-            )
-        )
+        new["geometry"] = json.loads(geometry)
     return append_history(
         session, building, action, account, old, new, version, note, position, photo_in
     )
@@ -424,9 +429,8 @@ def append_history(
         if position
         else None
     )
-    v = BuildingVerification.__table__
-    row_id = session.execute(
-        insert(v)
+    row = session.execute(
+        insert(BuildingVerification)
         .values(
             building_id=building.id,
             community_code=building.community_code,
@@ -442,20 +446,8 @@ def append_history(
             new_values=new,
             building_version=version,
         )
-        .returning(v.c.id),
+        .returning(*entry_columns()),
         {"lon": position.lon, "lat": position.lat} if position else {},
-    ).scalar_one()
-    return history_entry(session, row_id)
-
-
-def history_entry(session: Session, row_id: int) -> dict[str, Any]:
-    v = BuildingVerification.__table__
-    row = session.execute(
-        select(
-            v,
-            func.ST_X(v.c.position).label("lon"),
-            func.ST_Y(v.c.position).label("lat"),
-        ).where(v.c.id == row_id)
     ).one()
     return entry(row._mapping)
 
