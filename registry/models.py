@@ -50,6 +50,8 @@ VERIFICATION_ACTIONS = (
 )
 PHOTO_MEDIA_TYPES = ("image/jpeg", "image/png")
 ADDRESS_STATUSES = ("active", "retired")
+# GB 32100 unified social credit code: 18 characters of 0-9 and capitals but I, O, Z, S, V
+USCC_PATTERN = "^[0-9A-HJ-NPQRTUWXY]{18}$"
 RESIDENT_CATEGORIES = ("household", "floating", "overseas", "other")
 REVIEW_STATUSES = ("open", "accepted", "rejected")
 MATCH_STATUSES = ("review", "unmatched")
@@ -258,6 +260,55 @@ class Residence(Timestamped, Base):
         UniqueConstraint("person_id", "moved_in", postgresql_nulls_not_distinct=True),
         Index(None, "community_code"),
         Index(None, "room_id"),
+    )
+
+
+class Organization(Timestamped, Base):
+    """实有单位: keyed by its unified social credit code (GB 32100), placed in a room or a
+    building (at most one of the two), open from ``opened`` until ``closed``."""
+
+    __tablename__ = "organization"
+
+    uscc: Mapped[str] = mapped_column(String(18), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    community_code: Mapped[str] = mapped_column(ForeignKey("community.code"))
+    building_id: Mapped[str | None] = mapped_column(ForeignKey("building.id"))
+    room_id: Mapped[str | None] = mapped_column(ForeignKey("room.id"))
+    category: Mapped[str | None] = mapped_column(Text)
+    opened: Mapped[dt.date | None] = mapped_column(Date)
+    closed: Mapped[dt.date | None] = mapped_column(Date)
+
+    __table_args__ = (
+        CheckConstraint(f"uscc ~ '{USCC_PATTERN}'", name="uscc"),
+        CheckConstraint("num_nonnulls(building_id, room_id) <= 1", name="one_place"),
+        CheckConstraint("closed >= opened", name="dates_ordered"),
+        Index(None, "community_code"),
+        Index(None, "building_id"),
+        Index(None, "room_id"),
+    )
+
+
+class Employment(Timestamped, Base):
+    """A person working for an organization: personal data, under the residences' rules
+    (scoped by the organization's ``community_code``, copied when written)."""
+
+    __tablename__ = "employment"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    organization_uscc: Mapped[str] = mapped_column(ForeignKey("organization.uscc"))
+    community_code: Mapped[str] = mapped_column(ForeignKey("community.code"))
+    position: Mapped[str | None] = mapped_column(Text)
+    started: Mapped[dt.date | None] = mapped_column(Date)
+    ended: Mapped[dt.date | None] = mapped_column(Date)
+
+    __table_args__ = (
+        CheckConstraint("ended >= started", name="dates_ordered"),
+        UniqueConstraint(
+            "person_id", "organization_uscc", "started", postgresql_nulls_not_distinct=True
+        ),
+        Index(None, "organization_uscc"),
+        Index(None, "community_code"),
     )
 
 

@@ -27,6 +27,8 @@ TABLES = {
     "community_resident_count",
     "footprint_cover_state",
     "tile_cell",
+    "organization",
+    "employment",
     "account",
     "api_token",
     "audit_log",
