@@ -252,7 +252,9 @@ async def building(request: Request, building_id: BuildingId) -> JSONResponse:
         principal, verification.building_detail, building_id, sees_persons(principal)
     )
     if detail is None:
-        raise not_found(f"no building {building_id} in your jurisdiction")
+        from api.lineage import missing_building  # builds on this module
+
+        raise await missing_building(request, principal, building_id)  # 410 if retired
     return JSONResponse(
         detail, headers={"ETag": etag(detail["version"]), "Cache-Control": NO_STORE}
     )

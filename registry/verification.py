@@ -24,7 +24,7 @@ import numpy as np
 import shapely
 from shapely.geometry import shape
 from sqlalchemy import Float, and_, bindparam, func, insert, literal, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from geo.extent import check_extent
@@ -42,6 +42,7 @@ from registry.models import (
 from registry.photos import Photo
 from registry.settings import RegistryError
 
+RETIRED_SQLSTATE = "RG410"  # a retired building id (migration 0009)
 FAR_M = 100.0  # a verification from further than this is flagged, not refused
 STATE_ACTIONS = ("verified", "corrected", "not_found", "disputed")
 MAX_VERTICES = 2_000
@@ -614,6 +615,26 @@ def community_of_outline(session: Session, wkt: str) -> str | None:
     )
 
 
+def insert_new_building(session: Session, code: str, values: dict[str, Any]) -> str:
+    """Insert a building with ``values`` under a new permanent id ``N<code>-<n>`` from the
+    ``building_new_id`` sequence (never handed out twice); returns the id. An id an import
+    already holds, or one retired by a split or merge (migration 0009), is skipped."""
+    while True:
+        number = session.scalar(select(func.nextval("building_new_id")))
+        building_id = f"N{code}-{number}"
+        try:
+            with session.begin_nested():
+                session.execute(insert(Building).values(id=building_id, **values))
+            return building_id
+        except IntegrityError as exc:
+            if "pk_building" not in str(exc.orig):
+                raise
+            # an imported building already has this id: take the next number
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != RETIRED_SQLSTATE:
+                raise
+
+
 def create_building(
     session: Session,
     outline: Any,
@@ -653,17 +674,7 @@ def create_building(
         "verified_by": account,
         "footprint": func.ST_Multi(func.ST_GeomFromText(wkt, SRID)),
     }
-    while True:
-        number = session.scalar(select(func.nextval("building_new_id")))
-        building_id = f"N{code}-{number}"
-        try:
-            with session.begin_nested():
-                session.execute(insert(Building).values(id=building_id, **values))
-            break
-        except IntegrityError as exc:
-            if "pk_building" not in str(exc.orig):
-                raise
-            # an imported building already has this id: take the next number
+    building_id = insert_new_building(session, code, values)
     building = lock_building(session, building_id, None, False)
     new = {
         "community_code": code,
