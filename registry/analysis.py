@@ -30,10 +30,8 @@ from sqlalchemy import (
     Integer,
     String,
     bindparam,
-    case,
     column,
     func,
-    literal,
     or_,
     select,
     text,
@@ -41,8 +39,9 @@ from sqlalchemy import (
 from sqlalchemy.sql import Select
 
 from registry import models
+from registry.checks import run_checks
 from registry.db import check_schema, make_engine, transaction
-from registry.gaps import building_gaps, coverage_gaps, packaged_sql
+from registry.gaps import building_gaps, coverage_gaps
 from registry.rates import FIELDS, check_code_prefix, compute_rates
 from registry.settings import RegistryError, Settings, resolve_database_url
 
@@ -53,7 +52,6 @@ GAP_KINDS = (
     "residents_not_on_map",
 )
 CRSS = (4490, 4547)
-SEVERITY_ORDER = {"error": 0, "warning": 1}
 
 
 def connect(url: str | None = None) -> Engine:
@@ -275,36 +273,18 @@ def quality_checks(
     crs: int = 4490,
     engine: Engine | None = None,
 ) -> gpd.GeoDataFrame:
-    """The data-quality findings (registry/sql/quality_checks.sql), errors first:
-    check, severity, community_code, target_id, detail, geometry."""
+    """The data-quality findings of the whole catalogue (registry/checks.py,
+    docs/quality-checks.md), errors first: check, severity, community_code, target_id,
+    detail, geometry. ``check`` is the catalogue code, e.g. ``door_plate_far``."""
     engine, crs = _engine(engine), check_crs(crs)
     check_code_prefix(code)
-    findings = (
-        text(packaged_sql("quality_checks.sql"))
-        .columns(
-            column("check", String),
-            column("severity", String),
-            column("community_code", String),
-            column("target_id", String),
-            column("detail", String),
-            column("geom"),
-        )
-        .subquery("findings")
-    )
-    rank = case(
-        *((findings.c.severity == s, literal(n)) for s, n in SEVERITY_ORDER.items()), else_=9
-    )
-    query = select(
-        findings.c.check,
-        findings.c.severity,
-        findings.c.community_code,
-        findings.c.target_id,
-        findings.c.detail,
-        _geom(findings.c.geom, crs),
-    ).order_by(rank, findings.c.check, findings.c.community_code, findings.c.target_id)
-    if code:
-        query = query.where(findings.c.community_code.startswith(code, autoescape=True))
-    return _frame(engine, query, crs, {"as_of": _date(as_of)})
+    with transaction(engine) as session:
+        rows = run_checks(session, code=code, as_of=_date(as_of))
+    columns = ["check", "severity", "community_code", "target_id", "detail"]
+    frame = pd.DataFrame([[row[c] for c in columns] for row in rows], columns=columns)
+    shapes = shapely.from_wkb([row["geom"] for row in rows])
+    found = gpd.GeoDataFrame(frame, geometry=shapes, crs="EPSG:4490")
+    return found if crs == 4490 else found.to_crs(crs)
 
 
 __all__ = [

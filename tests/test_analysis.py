@@ -91,12 +91,15 @@ def findings(engine, **kwargs) -> set[tuple[str, str]]:
 
 def test_quality_checks_fire_on_the_hand_cases_and_close_when_fixed(hand):
     # A2 200 m and A3 35 m from their buildings; B8 drawn inside C2 though in C1; 己 lives
-    # in demolished B5; no building has a floor count yet, so no room is above it
+    # in demolished B5; every building has 6 floors, rooms are on floors 1-4, so no room is
+    # above them; 壬 is registered in C2 but lives in R1 of C1's B1; C3 has no boundary
     assert findings(hand) == {
         ("door_plate_far", "A2"),
         ("door_plate_far", "A3"),
         ("building_outside_community", "B8"),
         ("residents_in_demolished", "B5"),
+        ("resident_community_mismatch", "B1"),
+        ("community_without_boundary", C3),
     }
     frame = analysis.quality_checks(as_of=AS_OF, engine=hand)
     assert list(frame["severity"])[:2] == ["error", "error"]  # errors first
