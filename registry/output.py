@@ -25,6 +25,7 @@ RATE_TITLES = {
     "coverage_rate": "覆盖率 coverage",
     "labeling_rate": "标注率 labelled",
     "population_on_map_rate": "人口上图率 residents",
+    "org_on_map_rate": "单位上图率 organizations",
 }
 
 

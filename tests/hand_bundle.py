@@ -22,11 +22,14 @@ from shapely.geometry.base import BaseGeometry
 
 from geo.chinacoords import from_wgs84
 from registry.idnumber import check_character
+from registry.uscc import make_uscc
 
 _TO_GK = Transformer.from_crs("EPSG:4490", "EPSG:4547", always_xy=True)
 _FROM_GK = Transformer.from_crs("EPSG:4547", "EPSG:4490", always_xy=True)
 ORIGIN = _TO_GK.transform(114.40, 30.50)
 AS_OF = "2026-06-30"
+# when the bundle's content became true (bundle.json): rates as of AS_OF read the history
+VALID_FROM = "2026-01-01"
 
 
 def lonlat(geom: BaseGeometry) -> BaseGeometry:
@@ -122,6 +125,32 @@ RESIDENTS = [
 ]
 
 
+def uscc(serial: int) -> str:
+    return make_uscc("420111", serial)
+
+
+ORGANIZATIONS = [
+    # uscc, name, community, room, building, category, opened, closed  (as of 2026-06-30)
+    (uscc(1), "甲商店", "420111002001", "R1", "", "retail", "2019-03-01", ""),  # B1: on map
+    (uscc(2), "乙诊所", "420111002001", "", "B6", "clinic", "", ""),  # B6 has no footprint
+    (uscc(3), "丙饭店", "420111002001", "", "B1", "catering", "2018-01-01", "2026-01-01"),  # closed
+    (uscc(4), "丁书店", "420111002001", "", "B2", "retail", "2026-07-01", ""),  # opens later
+    (uscc(5), "戊公司", "420111002001", "", "", "company", "", ""),  # placed nowhere
+    (uscc(6), "己网吧", "420111002001", "", "B2", "leisure", "2020-01-01", AS_OF),  # closes D
+    (uscc(7), "庚仓库", "420111002001", "", "B5", "storage", "", ""),  # B5 demolished
+    (uscc(8), "辛超市", "420111002002", "", "B21", "retail", AS_OF, ""),  # opens on D: active
+    (uscc(9), "壬工作室", "420111002002", "R2", "", "office", "", ""),  # C2's, in C1's B1
+]
+
+EMPLOYEES = [
+    # id number, name, uscc, position, started, ended
+    (id_number(1), "测试甲", uscc(1), "店长", "2019-03-01", ""),  # also a resident (P1)
+    (id_number(19), "测试癸", uscc(1), "店员", "2024-01-01", ""),  # an employee only
+    (id_number(19), "测试癸", uscc(2), "护士", "2020-01-01", "2023-12-31"),
+    (id_number(21), "测试子", uscc(8), "收银员", "", ""),
+]
+
+
 def feature(geometry: BaseGeometry | None, properties: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "Feature",
@@ -142,14 +171,16 @@ def write_csv(path: Path, header: list[str], rows: list[tuple], encoding: str = 
         writer.writerows(rows)
 
 
-def write_hand_bundle(out: Path, crs: str = "EPSG:4490") -> Path:
-    """Write the hand-drawn bundle to ``out``; geometry is converted to ``crs``."""
+def write_hand_bundle(out: Path, crs: str = "EPSG:4490", *, employees: bool = True) -> Path:
+    """Write the hand-drawn bundle to ``out``; geometry is converted to ``crs``. Without
+    ``employees`` its persons are the 9 residents only (no employees.csv)."""
     out.mkdir(parents=True, exist_ok=True)
 
     def convert(geom: BaseGeometry | None) -> BaseGeometry | None:
         return None if geom is None else from_wgs84(geom, crs)
 
-    (out / "bundle.json").write_text(json.dumps({"name": "hand", "crs": crs}), encoding="utf-8")
+    meta = {"name": "hand", "crs": crs, "valid_from": VALID_FROM}
+    (out / "bundle.json").write_text(json.dumps(meta), encoding="utf-8")
     write_geojson(
         out / "communities.geojson",
         [
@@ -198,4 +229,16 @@ def write_hand_bundle(out: Path, crs: str = "EPSG:4490") -> Path:
         ["id_number", "name", "community_code", "room_id", "category", "moved_in", "moved_out"],
         RESIDENTS,
     )
+    write_csv(
+        out / "organizations.csv",
+        ["uscc", "name", "community_code", "room_id", "building_id", "category", "opened",
+         "closed"],
+        ORGANIZATIONS,
+    )  # fmt: skip
+    if employees:
+        write_csv(
+            out / "employees.csv",
+            ["id_number", "name", "uscc", "position", "started", "ended"],
+            EMPLOYEES,
+        )
     return out

@@ -83,7 +83,14 @@ def test_conformance_declares_core_crs_and_filter(api_client):
 def test_collections_describe_public_data_only(api_client, sample_sql):
     collections = api_client.get("/collections").json()["collections"]
     ids = [c["id"] for c in collections]
-    assert ids == ["communities", "buildings", "addresses", "footprints", "coverage-gaps"]
+    assert ids == [
+        "communities",
+        "buildings",
+        "addresses",
+        "footprints",
+        "coverage-gaps",
+        "organizations",
+    ]
     assert not {"persons", "person", "rooms", "room", "residents"} & set(ids)
     buildings = next(c for c in collections if c["id"] == "buildings")
     assert buildings["itemType"] == "feature"

@@ -29,6 +29,7 @@ from registry.models import AuditLog, Person, RegistryMeta
 from registry.settings import RegistryError
 from registry.vault import IdentityVault, bind_vault, load_vault, write_key_file
 
+# bundles without employees.csv: the persons here are exactly the 9 residents
 from hand_bundle import RESIDENTS, write_hand_bundle
 
 NUMBERS = [r[0] for r in RESIDENTS]
@@ -53,7 +54,7 @@ def key_path(registry_env: dict[str, str]) -> Path:
 
 @pytest.fixture
 def bundle(tmp_path: Path) -> Path:
-    return write_hand_bundle(tmp_path / "hand")
+    return write_hand_bundle(tmp_path / "hand", employees=False)
 
 
 def load(engine: Engine, bundle: Path, key_path: Path) -> LoadReport:
@@ -166,7 +167,7 @@ def test_load_during_a_half_finished_rotation_finds_both_versions(
             assert residence_of(session, vault, tuple(values)) is not None
 
     # a load renaming a person still under the old key: updated and re-encrypted, once
-    renamed = write_hand_bundle(tmp_path / "renamed")
+    renamed = write_hand_bundle(tmp_path / "renamed", employees=False)
     residents = renamed / "residents.csv"
     last_name = RESIDENTS[-1][1]
     residents.write_text(residents.read_text().replace(last_name, last_name + "改"))
@@ -425,7 +426,7 @@ def test_new_persons_are_written_under_the_current_version(engine, key_path, bun
     load(engine, bundle, key_path)  # straight COPY into the empty tables
     assert_all_under(engine, vault, 2)
 
-    more = write_hand_bundle(tmp_path / "more")
+    more = write_hand_bundle(tmp_path / "more", employees=False)
     extra = ("420111198001010198", "测试癸", "420111002002", "R21", "household", "", "")
     with (more / "residents.csv").open("a", encoding="utf-8") as out:
         out.write(",".join(extra) + "\n")

@@ -87,7 +87,7 @@ def test_hand_bundle_loads_and_reports_counts(cli, bundle: Path, session):
         "building": 9,
         "address": 9,
         "room": 5,
-        "person": 9,
+        "person": 11,  # 9 residents and 2 persons who are employees only
         "residence": 9,
         "footprint": 8,
     }
@@ -99,6 +99,8 @@ def test_hand_bundle_loads_and_reports_counts(cli, bundle: Path, session):
         "addresses.geojson",
         "rooms.csv",
         "residents.csv",
+        "organizations.csv",
+        "employees.csv",
     ]
     assert logged[2][1] == {"read": 9, "inserted": 9, "updated": 0, "unchanged": 0, "rejected": 0}
 
@@ -122,6 +124,7 @@ def test_changed_rows_update_their_records(session, vault, bundle: Path):
     session.commit()
     edit_features(bundle, "buildings", set_property(0, floors=9, status="demolished"))
     edit_rows(bundle, "residents", set_cell(0, name="测试甲改", moved_out="2026-03-01"))
+    edit_rows(bundle, "employees", set_cell(0, name="测试甲改"))  # the same person
     report = load_bundle(session, bundle, vault)
     session.commit()
     assert report.counts["buildings"]["updated"] == 1
@@ -131,7 +134,7 @@ def test_changed_rows_update_their_records(session, vault, bundle: Path):
         "demolished",
     )
     assert session.scalar(text("SELECT count(*) FROM person WHERE name = '测试甲改'")) == 1
-    assert counts(session)["person"] == 9  # same identity number: same person
+    assert counts(session)["person"] == 11  # same identity number: same person
 
 
 def test_refused_load_leaves_database_unchanged(cli, session, bundle: Path, tmp_path: Path):

@@ -15,15 +15,25 @@ from registry.models import Person
 from registry.settings import RegistryError
 from registry.vault import bind_vault, create_key_file, load_vault
 
-from hand_bundle import RESIDENTS, write_hand_bundle
+from hand_bundle import EMPLOYEES, RESIDENTS, write_hand_bundle
 
-TABLES = ("community", "building", "address", "room", "person", "residence", "import_log")
+TABLES = (
+    "community",
+    "building",
+    "address",
+    "room",
+    "person",
+    "residence",
+    "organization",
+    "employment",
+    "import_log",
+)
 
 
 def test_identity_numbers_are_never_stored_in_clear(session, vault, tmp_path: Path):
     load_bundle(session, write_hand_bundle(tmp_path / "hand"), vault)
     session.flush()
-    numbers = [r[0] for r in RESIDENTS]
+    numbers = [r[0] for r in RESIDENTS] + [e[0] for e in EMPLOYEES]
     for table in TABLES:
         # every row as text, bytea included in hex, so a clear or hex-encoded number shows
         for (row,) in session.execute(text(f"SELECT t::text FROM {table} t")):

@@ -24,6 +24,13 @@ Community 甲社区 (420111002001, boundary x 0..1000 m):
     active; P7 moved out on the as-of date itself (not later): inactive
     active = P1 P3 P4 P5 P6 = 5; placed = P1 P3 = 2 (both in B1)
   population_on_map_rate = 2/5
+  organizations, as of 2026-06-30 (active: opened empty or on/before it, closed empty or
+  after it): O1 in room R1 of B1: active, on the map; O2 in B6 (no footprint): active,
+  not on the map; O3 closed 2026-01-01: inactive; O4 opens 2026-07-01: inactive; O5
+  placed nowhere: active, not on the map; O6 closes on the as-of date itself: inactive;
+  O7 in demolished B5: active, not on the map
+    active = O1 O2 O5 O7 = 4; on the map = O1 = 1
+  org_on_map_rate = 1/4
 
 Community 乙社区 (420111002002, boundary x 1000..2000 m):
   buildings: B21 = 1, on the map 1, labelled 1 (plate 10 m away)
@@ -31,14 +38,17 @@ Community 乙社区 (420111002002, boundary x 1000..2000 m):
   F21 = B21: 2 of 2 covered
   residents by their own community code: P21 (R21) and P22 (lives in R1 of 甲社区's B1):
   2 active, 2 placed
+  organizations: O8 in B21, opened on the as-of date (active), and O9 in room R2 of 甲社区's
+  B1 (counted by its own community): 2 active, 2 on the map
 
 Community 丙社区 (420111003001): no boundary, no buildings, no residents: every
 denominator is 0, so every rate is null.
 
 Street 关山街道 420111002 sums 甲 and 乙: buildings 8, on map 7 (0.875 — the average of
 the community rates would be 0.929), footprints 8, covered 5, labelled 4 of 7, residents
-7, placed 4. Street 花山街道 420111003 is 丙 alone: all null. District 洪山区 420111 and
-the city (420100) sum everything: the same counts as 关山街道.
+7, placed 4, organizations 6, on the map 3. Street 花山街道 420111003 is 丙 alone: all
+null. District 洪山区 420111 and the city (420100) sum everything: the same counts as
+关山街道.
 """
 
 from __future__ import annotations
@@ -60,7 +70,7 @@ C1, C2, C3 = "420111002001", "420111002002", "420111003001"
 
 
 def expected(
-    buildings, on_map, footprints, covered, labeled, residents, placed
+    buildings, on_map, footprints, covered, labeled, residents, placed, orgs, orgs_on_map
 ) -> dict[str, object]:
     def rate(numerator: int, denominator: int) -> float | None:
         return None if denominator == 0 else float(Fraction(numerator, denominator))
@@ -77,15 +87,18 @@ def expected(
         "residents": residents,
         "residents_on_map": placed,
         "population_on_map_rate": rate(placed, residents),
+        "organizations": orgs,
+        "organizations_on_map": orgs_on_map,
+        "org_on_map_rate": rate(orgs_on_map, orgs),
     }
 
 
 COMMUNITY_EXPECTED = {
-    C1: expected(7, 6, 6, 3, 3, 5, 2),
-    C2: expected(1, 1, 2, 2, 1, 2, 2),
-    C3: expected(0, 0, 0, 0, 0, 0, 0),
+    C1: expected(7, 6, 6, 3, 3, 5, 2, 4, 1),
+    C2: expected(1, 1, 2, 2, 1, 2, 2, 2, 2),
+    C3: expected(0, 0, 0, 0, 0, 0, 0, 0, 0),
 }
-TOTAL = expected(8, 7, 8, 5, 4, 7, 4)
+TOTAL = expected(8, 7, 8, 5, 4, 7, 4, 6, 3)
 
 
 @pytest.fixture
@@ -112,7 +125,13 @@ def test_community_rates_match_hand_calculation(hand_loaded):
 
 def test_zero_denominators_are_null_not_zero(hand_loaded):
     (row,) = compute_rates(hand_loaded, "community", code=C3, as_of=_date(AS_OF))
-    for rate in ("on_map_rate", "coverage_rate", "labeling_rate", "population_on_map_rate"):
+    for rate in (
+        "on_map_rate",
+        "coverage_rate",
+        "labeling_rate",
+        "population_on_map_rate",
+        "org_on_map_rate",
+    ):
         assert row[rate] is None
 
 
@@ -152,13 +171,25 @@ def test_as_of_date_changes_who_is_active(hand_loaded):
     assert (row["residents"], row["residents_on_map"]) == (4, 1)
 
 
+def test_as_of_date_changes_which_organizations_are_active(hand_loaded):
+    """As of 2025-12-31 O3 (closed 2026-01-01) is still open in 甲社区, in B1 (on the
+    map), and O6 (closes 2026-06-30) too, in B2 (on the map); O4 has not opened: O1 O2
+    O3 O5 O6 O7 = 6 active, O1 O3 O6 = 3 on the map. As of 2026-07-01 O4 opens in B2:
+    O1 O2 O4 O5 O7 = 5 active, O1 O4 = 2 on the map. The counters and the recount agree."""
+    for as_of, active, on_map in (("2025-12-31", 6, 3), ("2026-07-01", 5, 2)):
+        for recount in (False, True):
+            (row,) = compute_rates(hand_loaded, code=C1, as_of=_date(as_of), recount=recount)
+            assert (row["organizations"], row["organizations_on_map"]) == (active, on_map)
+            assert row["org_on_map_rate"] == pytest.approx(on_map / active)
+
+
 def test_empty_registry_has_one_null_city_row(session):
     (city,) = compute_rates(session, "city")
     assert city["buildings"] == 0 and city["on_map_rate"] is None
     assert compute_rates(session, "community") == []
 
 
-def test_cli_rates_json_csv_and_table(cli, tmp_path: Path):
+def test_cli_rates_json_csv_and_table(cli, tmp_path: Path, monkeypatch):
     bundle = write_hand_bundle(tmp_path / "hand")
     assert cli("load", bundle).exit_code == 0
 
@@ -173,8 +204,10 @@ def test_cli_rates_json_csv_and_table(cli, tmp_path: Path):
     assert list(parsed[0]) == list(FIELDS)
     assert parsed[0]["on_map_rate"] == "0.875" and parsed[1]["on_map_rate"] == ""
 
+    monkeypatch.setenv("COLUMNS", "200")  # five rate columns: wide enough not to wrap
     result = cli("rates", "--as-of", AS_OF)
     assert "甲社区" in result.stdout and "85.7% (6/7)" in result.stdout
+    assert "25.0% (1/4)" in result.stdout  # 甲社区's org_on_map_rate
     assert "— (0/0)" in result.stdout
 
 

@@ -42,7 +42,8 @@ OWNER_ROWS = {
     "residence": ("id", "SELECT id FROM residence WHERE community_code LIKE :p"),
     "person": (
         "id",
-        "SELECT DISTINCT person_id FROM residence WHERE community_code LIKE :p",
+        "SELECT person_id FROM residence WHERE community_code LIKE :p "
+        "UNION SELECT person_id FROM employment WHERE community_code LIKE :p",
     ),
 }
 PERSON_TABLES = ("residence", "person")

@@ -24,6 +24,7 @@ from registry.bundle.problems import Problem
 from registry.bundle.read import EXTRA_VALUES, LayerFile, Record
 from registry.idnumber import IdNumberError, parse_id_number, plain_checker
 from registry.models import BUILDING_STATUSES, RESIDENT_CATEGORIES
+from registry.uscc import UsccError, parse_uscc
 
 IDENTIFIER = re.compile(r"^[^\s\x00-\x1f]{1,64}$")
 CATEGORY_ALIASES = {"户籍": "household", "流动": "floating", "境外": "overseas", "其他": "other"}
@@ -92,6 +93,27 @@ LAYERS: dict[str, LayerSpec] = {
                 "moved_out",
             ),
             ("id_number", "name", "community_code", "category"),
+            "id_number",
+        ),
+        LayerSpec(
+            "organizations",
+            (
+                "uscc",
+                "name",
+                "community_code",
+                "room_id",
+                "building_id",
+                "category",
+                "opened",
+                "closed",
+            ),
+            ("uscc", "name", "community_code"),
+            "uscc",
+        ),
+        LayerSpec(
+            "employees",
+            ("id_number", "name", "uscc", "position", "started", "ended"),
+            ("id_number", "name", "uscc"),
             "id_number",
         ),
     )
@@ -302,18 +324,38 @@ def check_room(row: RowCheck) -> dict[str, Any]:
     }
 
 
-def check_resident(row: RowCheck) -> dict[str, Any]:
-    id_number = None
+def identity_number(row: RowCheck) -> str | None:
+    """The row's ``id_number``, validated (GB 11643) and normalised."""
     raw = row.text("id_number", required=True)
-    if raw is not None:
-        try:
-            parsed = parse_id_number(raw)
-        except IdNumberError as exc:
-            row.error("id_number", f"invalid identity number: {exc}")
-        else:
-            id_number = parsed.value
-            if parsed.warning:
-                row.warn("id_number", parsed.warning)
+    if raw is None:
+        return None
+    try:
+        parsed = parse_id_number(raw)
+    except IdNumberError as exc:
+        row.error("id_number", f"invalid identity number: {exc}")
+        return None
+    if parsed.warning:
+        row.warn("id_number", parsed.warning)
+    return parsed.value
+
+
+def credit_code(row: RowCheck, field: str) -> str | None:
+    """A unified social credit code (GB 32100), validated and normalised."""
+    raw = row.text(field, required=True)
+    if raw is None:
+        return None
+    try:
+        parsed = parse_uscc(raw)
+    except UsccError as exc:
+        row.error(field, f"invalid unified social credit code {raw!r}: {exc}")
+        return None
+    if parsed.warning:
+        row.warn(field, parsed.warning)
+    return parsed.value
+
+
+def check_resident(row: RowCheck) -> dict[str, Any]:
+    id_number = identity_number(row)
     moved_in, moved_out = row.date("moved_in"), row.date("moved_out")
     room_id, address = row.identifier("room_id", required=False), row.text("address")
     if room_id is not None and address is not None:
@@ -333,6 +375,40 @@ def check_resident(row: RowCheck) -> dict[str, Any]:
     }
 
 
+def check_organization(row: RowCheck) -> dict[str, Any]:
+    room_id = row.identifier("room_id", required=False)
+    building_id = row.identifier("building_id", required=False)
+    if room_id is not None and building_id is not None:
+        row.error("building_id", "give room_id or building_id, not both")
+    opened, closed = row.date("opened"), row.date("closed")
+    if opened and closed and closed < opened:
+        row.error("closed", f"{closed} is before opened {opened}")
+    return {
+        "uscc": credit_code(row, "uscc"),
+        "name": row.text("name", required=True),
+        "community_code": row.code("community_code", 12),
+        "building_id": building_id,
+        "room_id": room_id,
+        "category": row.text("category"),
+        "opened": opened,
+        "closed": closed,
+    }
+
+
+def check_employee(row: RowCheck) -> dict[str, Any]:
+    started, ended = row.date("started"), row.date("ended")
+    if started and ended and ended < started:
+        row.error("ended", f"{ended} is before started {started}")
+    return {
+        "id_number": identity_number(row),
+        "name": row.text("name", required=True),
+        "uscc": credit_code(row, "uscc"),
+        "position": row.text("position"),
+        "started": started,
+        "ended": ended,
+    }
+
+
 ROW_CHECKS: dict[str, Callable[[RowCheck], dict[str, Any]]] = {
     "communities": check_community,
     "footprints": check_footprint,
@@ -340,6 +416,8 @@ ROW_CHECKS: dict[str, Callable[[RowCheck], dict[str, Any]]] = {
     "addresses": check_address,
     "rooms": check_room,
     "residents": check_resident,
+    "organizations": check_organization,
+    "employees": check_employee,
 }
 
 
@@ -401,6 +479,17 @@ VALUES: dict[str, tuple[str, ...]] = {
         "moved_in",
         "moved_out",
     ),
+    "organizations": (
+        "uscc",
+        "name",
+        "community_code",
+        "building_id",
+        "room_id",
+        "category",
+        "opened",
+        "closed",
+    ),
+    "employees": ("id_number", "name", "uscc", "position", "started", "ended"),
 }
 
 

@@ -25,7 +25,7 @@ from shapely.geometry.base import BaseGeometry
 from registry.bundle.problems import BundleError, Problem
 
 GEO_LAYERS = ("communities", "footprints", "buildings", "addresses")
-TABLE_LAYERS = ("rooms", "residents")
+TABLE_LAYERS = ("rooms", "residents", "organizations", "employees")
 GEO_SUFFIXES = (".geojson", ".gpkg", ".shp")
 DBF_NAME_LENGTH = 10
 EXTRA_VALUES = "__extra__"  # values beyond the header's columns

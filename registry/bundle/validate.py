@@ -24,7 +24,16 @@ from registry.bundle.problems import Problem
 from registry.bundle.read import CsvRow, LayerFile, Record, csv_record
 from registry.idnumber import mask
 
-LOAD_ORDER = ("communities", "footprints", "buildings", "addresses", "rooms", "residents")
+LOAD_ORDER = (
+    "communities",
+    "footprints",
+    "buildings",
+    "addresses",
+    "rooms",
+    "residents",
+    "organizations",
+    "employees",
+)
 
 # (layer, field, layer it refers to)
 REFERENCES: tuple[tuple[str, str, str], ...] = (
@@ -34,6 +43,10 @@ REFERENCES: tuple[tuple[str, str, str], ...] = (
     ("rooms", "building_id", "buildings"),
     ("residents", "community_code", "communities"),
     ("residents", "room_id", "rooms"),
+    ("organizations", "community_code", "communities"),
+    ("organizations", "room_id", "rooms"),
+    ("organizations", "building_id", "buildings"),
+    ("employees", "uscc", "organizations"),
 )
 REFERRED = frozenset(target for _, _, target in REFERENCES)
 LOOKUP_BATCH = 20_000  # rows held back for a registry look-up before one is made
@@ -55,6 +68,7 @@ class LayerPlan:
     accepted_keys: set[str] = field(default_factory=set)
     rejected: list[Record] = field(default_factory=list)
     rejected_keys: dict[str, int] = field(default_factory=dict)
+    persons: ResidentChecks | None = None  # residents': who has which name, for employees
 
 
 @dataclass
@@ -113,6 +127,13 @@ class LayerCheck:
         self.in_bundle = [p.accepted_keys if p else set() for _, _, _, p in self.refs]
         self.first_seen: dict[Any, int] = {}
         self.residents = ResidentChecks(layer_file, problems) if layer == "residents" else None
+        plan.persons = self.residents
+        residents_plan = plans.get("residents")
+        self.employees = (
+            EmployeeChecks(layer_file, problems, residents_plan.persons if residents_plan else None)
+            if layer == "employees"
+            else None
+        )
         self.fast = fast_check(layer, layer_file.header or ()) if layer_file.streamed else None
         self.held: list[tuple[Source, tuple]] = []
         self.failed_refs: list[tuple[int, int, Source, tuple, str]] = []
@@ -152,6 +173,8 @@ class LayerCheck:
         one open residence per person; the values, with the person's index for residents."""
         number = source.number
         key = values[self.key_index]
+        if self.employees is not None:
+            return values if self.employees.accept(number, values) else None
         if self.residents is None:
             first = self.first_seen.setdefault(key, number)
             if first == number:
@@ -320,6 +343,56 @@ class ResidentChecks:
             self.first_rows[index] = number
         else:
             self.more_moved_in[(index, moved_in)] = number
+
+
+class EmployeeChecks:
+    """One identity number is one person with one name, here and in the bundle's
+    residents.csv; one row per person, organization and ``started`` date."""
+
+    def __init__(
+        self, layer_file: LayerFile, problems: list[Problem], residents: ResidentChecks | None
+    ) -> None:
+        self.file, self.problems, self.residents = layer_file, problems, residents
+        self.names: dict[int, tuple[str, str]] = {}
+        self.rows: dict[tuple[int, str, Any], int] = {}
+
+    def accept(self, number: int, values: tuple) -> bool:
+        id_number, name, uscc, _, started, _ = values
+        person = int(id_number[:17])
+        first = self.rows.get((person, uscc, started))
+        if first is not None:
+            self.problems.append(
+                row_problem(
+                    self.file,
+                    number,
+                    "started",
+                    f"duplicate employment of identity number {mask(id_number)} at {uscc} "
+                    f"with started {started or '(empty)'} (first at row {first})",
+                )
+            )
+            return False
+        known = self.known_name(person)
+        if known is not None and known[0] != name:
+            self.problems.append(
+                row_problem(
+                    self.file,
+                    number,
+                    "name",
+                    f"the same identity number has name {known[0]!r} at {known[1]}",
+                )
+            )
+            return False
+        self.names.setdefault(person, (name, f"row {number}"))
+        self.rows[(person, uscc, started)] = number
+        return True
+
+    def known_name(self, person: int) -> tuple[str, str] | None:
+        if self.residents is not None:
+            index = self.residents.index.get(person)
+            if index is not None:
+                where = f"{self.residents.file.label} row {self.residents.name_rows[index]}"
+                return self.residents.names[index], where
+        return self.names.get(person)
 
 
 def row_problem(layer_file: LayerFile, number: int, field_name: str, reason: str) -> Problem:

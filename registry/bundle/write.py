@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import Insert, distinct_on, insert
 from sqlalchemy.orm import Session
 
-from registry.models import Person, Residence
+from registry.models import Employment, Organization, Person, Residence
 from registry.vault import IdentityVault
 
 CHUNK_ROWS = 20_000  # rows per COPY chunk: big enough to amortise, small enough to overlap
@@ -407,14 +407,14 @@ def rekey_persons(session: Session, stage: Table, key_version: int) -> None:
     stage.drop(session.connection())
 
 
-def upsert_residents(session: Session, stage: Table, staged: int, key_version: int) -> WriteCounts:
-    """Persons first (one per identity HMAC, new ones under ``key_version``), then
-    their residences.
+def upsert_persons(session: Session, stage: Table, key_version: int) -> None:
+    """The stage's persons, one per identity HMAC: new ones inserted under
+    ``key_version``, known ones' names updated where they differ.
 
     A person's ciphertext is written once: a new nonce on every load would otherwise
     make each reload look like a change.
     """
-    person, residence = Person.__table__, Residence.__table__
+    person = Person.__table__
     persons = insert(person).from_select(
         ["id_hmac", "id_cipher", "id_tail", "name", "key_version"],
         select(
@@ -433,6 +433,11 @@ def upsert_residents(session: Session, stage: Table, staged: int, key_version: i
         )
     )
 
+
+def upsert_residents(session: Session, stage: Table, staged: int, key_version: int) -> WriteCounts:
+    """Persons first (see :func:`upsert_persons`), then their residences."""
+    upsert_persons(session, stage, key_version)
+    person, residence = Person.__table__, Residence.__table__
     changing = ["room_id", "community_code", "category", "moved_out"]
     residences = insert(residence).from_select(
         ["person_id", "moved_in", *changing],
@@ -445,6 +450,88 @@ def upsert_residents(session: Session, stage: Table, staged: int, key_version: i
         constraint="uq_residence_person_id_moved_in",
         set_={**{n: excluded[n] for n in changing}, "updated_at": func.now()},
         where=tuple_(*(residence.c[n] for n in changing)).is_distinct_from(
+            tuple_(*(excluded[n] for n in changing))
+        ),
+    )
+    return run_upsert(session, statement, stage, staged)
+
+
+EMPLOYEE_COLUMNS = (
+    "id_hmac",
+    "id_cipher",
+    "id_tail",
+    "name",
+    "organization_uscc",
+    "position",
+    "started",
+    "ended",
+)
+
+
+class StagedEmployees:
+    """Employees COPYed into a staging table, then persons (shared with residents, by
+    identity HMAC) and employments upserted; see :class:`StagedResidents` for keys."""
+
+    def __init__(self, session: Session, pipe: CopyPipe, vault: IdentityVault) -> None:
+        self.session, self.pipe, self.vault = session, pipe, vault
+        columns = typed_like(Person.__table__, EMPLOYEE_COLUMNS[:4]) + typed_like(
+            Employment.__table__, EMPLOYEE_COLUMNS[4:]
+        )
+        pipe.drain()
+        self.stage = staging_table(session, "stage_employees", columns)
+        self.lines = Lines(pipe, self.stage.name, EMPLOYEE_COLUMNS)
+        self.rekey_stage: Table | None = None
+        self.rekey_lines: Lines | None = None
+        if len(vault.versions) > 1:
+            rekey_columns = [Column(name, LargeBinary) for name in REKEY_COLUMNS]
+            self.rekey_stage = staging_table(session, "stage_employee_keys", rekey_columns)
+            self.rekey_lines = Lines(pipe, self.rekey_stage.name, REKEY_COLUMNS)
+
+    def add(self, row: Sequence[Any]) -> None:
+        """``row``: identity number, name, uscc, position, started, ended."""
+        id_number, name, uscc, position, started, ended = row
+        lookup, *older = self.vault.lookup_keys(id_number)
+        cipher = self.vault.encrypt(id_number, lookup)
+        if self.rekey_lines is not None:
+            for old in older:
+                self.rekey_lines.add((old, lookup, cipher))
+        self.lines.add((lookup, cipher, id_number[-4:], name, uscc, position, started, ended))
+
+    def finish(self) -> WriteCounts:
+        self.lines.flush()
+        if self.rekey_lines is not None:
+            self.rekey_lines.flush()
+        self.pipe.drain()
+        if self.rekey_stage is not None:
+            rekey_persons(self.session, self.rekey_stage, self.vault.current)
+        return upsert_employees(self.session, self.stage, self.lines.count, self.vault.current)
+
+
+def upsert_employees(session: Session, stage: Table, staged: int, key_version: int) -> WriteCounts:
+    """Persons, then employments keyed by person, organization and ``started``; each
+    takes its organization's community, the scope of the record."""
+    upsert_persons(session, stage, key_version)
+    person, employment = Person.__table__, Employment.__table__
+    organization = Organization.__table__
+    changing = ["community_code", "position", "ended"]
+    employments = insert(employment).from_select(
+        ["person_id", "organization_uscc", "started", *changing],
+        select(
+            person.c.id,
+            stage.c.organization_uscc,
+            stage.c.started,
+            organization.c.community_code,
+            stage.c.position,
+            stage.c.ended,
+        )
+        .join(person, person.c.id_hmac == stage.c.id_hmac)
+        .join(organization, organization.c.uscc == stage.c.organization_uscc),
+    )
+    excluded = employments.excluded
+    statement = employments.on_conflict_do_update(
+        constraint="uq_employment_person_id_organization_uscc_started",
+        set_={**{n: excluded[n] for n in changing}, "updated_at": func.now()},
+        where=tuple_(*(employment.c[n] for n in changing)).is_distinct_from(
             tuple_(*(excluded[n] for n in changing))
         ),
     )

@@ -9,6 +9,7 @@ const RATES = [
   ['coverage', '覆盖率 Coverage', 'footprints_covered', 'footprints', 'coverage_rate'],
   ['labeling', '标注率 Labelling', 'buildings_labeled', 'buildings_on_map', 'labeling_rate'],
   ['population', '人口上图率 Population on map', 'residents_on_map', 'residents', 'population_on_map_rate'],
+  ['organizations', '单位上图率 Organizations on map', 'organizations_on_map', 'organizations', 'org_on_map_rate'],
   ['verified', '核实率 Verified', 'buildings_verified', 'buildings', 'verified_rate'],
 ];
 
