@@ -16,10 +16,14 @@ from fastapi.staticfiles import StaticFiles
 from api import (
     addresses,
     auth,
+    checks,
     exports,
     features,
     fieldwork,
+    history,
+    lineage,
     openapi,
+    organizations,
     persons,
     reports,
     security,
@@ -64,7 +68,21 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.credentials = CredentialCache(settings.auth_cache_seconds)
     install_problem_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    modules = (features, openapi, tiles, reports, exports, addresses, persons, fieldwork, webmap)
+    modules = (
+        features,
+        openapi,
+        tiles,
+        reports,
+        checks,
+        exports,
+        addresses,
+        persons,
+        organizations,
+        fieldwork,
+        lineage,
+        history,
+        webmap,
+    )
     # anonymous: the landing page, conformance, the API document, sign-in (features and
     # openapi mark their own routes); everything else needs a token or a session
     app.include_router(auth.router)

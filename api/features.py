@@ -22,7 +22,7 @@ from api.auth import SIGNED_IN, principal_of
 from api.openapi import OPENAPI_JSON
 from api.problems import bad_request, not_found
 from geo.crs import CRS84, STORAGE_CRS, SUPPORTED, Crs
-from registry import cql2
+from registry import cql2, history
 from registry.collections import COLLECTIONS, Collection
 from registry.features import (
     MAX_COUNT,
@@ -34,6 +34,7 @@ from registry.features import (
     items_select,
     page_select,
 )
+from registry.history import HistoryError, Moment
 
 router = APIRouter(include_in_schema=False)  # declared by hand in api.openapi
 
@@ -262,6 +263,25 @@ def temporal_filter(collection: Collection, source, value: str | None) -> Column
     return and_(column.is_not(None), *clauses)
 
 
+def moment_of(request: Request) -> Moment | None:
+    """``valid_at`` and ``known_at``: the features as valid and known then (the register's
+    history, docs/history.md), or None for now; a 400 for a malformed time."""
+    query_params = request.query_params
+    try:
+        return history.moment(
+            params.single(query_params, "valid_at"), params.single(query_params, "known_at")
+        )
+    except HistoryError as exc:
+        raise bad_request(str(exc)) from None
+
+
+def source_at(collection: Collection, at: Moment | None):
+    try:
+        return collection.source(at)
+    except HistoryError as exc:
+        raise bad_request(str(exc)) from None
+
+
 def build_items_query(request: Request, collection: Collection):
     """The page query, its count query and the output CRS, from the request's parameters."""
     query_params = request.query_params
@@ -271,7 +291,7 @@ def build_items_query(request: Request, collection: Collection):
     bbox_crs = params.parse_crs_param("bbox-crs", params.single(query_params, "bbox-crs"))
     filter_crs = params.parse_crs_param("filter-crs", params.single(query_params, "filter-crs"))
     params.parse_filter_lang(params.single(query_params, "filter-lang"))
-    source = collection.source()
+    source = source_at(collection, moment_of(request))
     conditions = []
     text = params.single(query_params, "filter")
     if text is not None:
@@ -313,7 +333,7 @@ async def items(request: Request, collectionId: str) -> Response:
     collection = collection_or_404(collectionId)
     fmt = params.output_format(request.query_params, request.headers.get("accept"))
     query, page, count, crs = build_items_query(request, collection)
-    bound = collection.params()
+    bound = collection.params(moment_of(request))
     database = request.app.state.database
     headers = {"Content-Crs": f"<{crs.uri}>"}
 
@@ -377,14 +397,21 @@ async def html_items(
 )
 async def item(request: Request, collectionId: str, featureId: str) -> Response:
     collection = collection_or_404(collectionId)
-    params.check_known(request.query_params, {"f", "crs"})
+    params.check_known(request.query_params, {"f", "crs", "valid_at", "known_at"})
     fmt = params.output_format(request.query_params, request.headers.get("accept"))
     crs: Crs = params.parse_crs_param("crs", params.single(request.query_params, "crs"))
+    at = moment_of(request)
+    source_at(collection, at)  # a 400 for a collection without history
+    select_item = item_select(collection, featureId, crs, at)
     async with request.app.state.database.scoped(principal_of(request)) as conn:
-        text = (
-            await conn.execute(item_select(collection, featureId, crs), collection.params())
-        ).scalar_one_or_none()
+        text = (await conn.execute(select_item, collection.params(at))).scalar_one_or_none()
     if text is None:
+        if collection.id == "buildings":
+            from api.lineage import missing_building  # 410 Gone for a retired id
+
+            gone = await missing_building(request, principal_of(request), featureId)
+            if gone.status == 410:
+                raise gone
         raise not_found(f"collection {collection.id!r} has no feature {featureId!r}")
     feature = json.loads(text)
     here = f"{base_url(request)}/collections/{collection.id}"

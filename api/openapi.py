@@ -57,6 +57,24 @@ F_PARAM = query_param("f", {"type": "string", "enum": list(FORMATS)}, "response 
 CRS_ENUM = {"type": "string", "enum": list(SUPPORTED), "default": CRS84}
 
 
+def history_parameters(collection: Collection) -> list[dict[str, Any]]:
+    """``valid_at`` and ``known_at``: the features as they were (docs/history.md)."""
+    if collection.id == "coverage-gaps":
+        return []
+    return [
+        query_param(
+            "valid_at",
+            {"type": "string"},
+            "the features as valid at this date (its end) or date-time (ISO 8601)",
+        ),
+        query_param(
+            "known_at",
+            {"type": "string"},
+            "only what the register had recorded by this date-time (ISO 8601)",
+        ),
+    ]
+
+
 def items_parameters(collection: Collection) -> list[dict[str, Any]]:
     params = [
         query_param(
@@ -86,6 +104,7 @@ def items_parameters(collection: Collection) -> list[dict[str, Any]]:
             "filter-lang", {"type": "string", "enum": list(FILTER_LANGS)}, "filter language"
         ),
         query_param("filter-crs", CRS_ENUM, "CRS of geometries in filter"),
+        *history_parameters(collection),
         F_PARAM,
     ]
     for prop in collection.properties:
@@ -191,6 +210,7 @@ def ogc_paths() -> dict[str, Any]:
                         "schema": {"type": "string"},
                     },
                     query_param("crs", CRS_ENUM, "CRS of the response geometry"),
+                    *history_parameters(collection),
                     F_PARAM,
                 ],
                 "responses": {"200": response("The feature", feature), **ERRORS},

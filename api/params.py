@@ -36,6 +36,8 @@ ITEMS_PARAMS = frozenset(
         "filter",
         "filter-lang",
         "filter-crs",
+        "valid_at",
+        "known_at",
     }
 )
 FILTER_LANGS = ("cql2-text",)

@@ -20,16 +20,20 @@ from api.auth import in_jurisdiction, principal_of
 from api.problems import Problem, bad_request, not_found
 from api.report_map import coverage_page, outlines
 from api.security import content_security_policy, origin_of, script_hashes
-from registry.auth import Principal
+from registry import checks
+from registry.auth import PERSON_READERS, Principal
 from registry.disclosure import suppress_gaps_row, suppress_rates_row
 from registry.gaps import DEFAULT_LIMIT, community_gaps, has_communities
+from registry.history import HistoryError, Moment, rates_moment
 from registry.output import rates_csv
 from registry.rates import Level, compute_rates
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
 Format = Literal["json", "csv", "html"]
-RateName = Literal["on_map_rate", "coverage_rate", "labeling_rate", "population_on_map_rate"]
+RateName = Literal[
+    "on_map_rate", "coverage_rate", "labeling_rate", "population_on_map_rate", "org_on_map_rate"
+]
 MAX_LIMIT = 100_000
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     400: {"description": "A bad parameter (named in the problem details)."},
@@ -48,9 +52,27 @@ AsOfParam = Annotated[
     str | None,
     Query(
         pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
-        description="Count active residents at this date, YYYY-MM-DD (default: today).",
+        description="Count active residents and open organizations at this date, YYYY-MM-DD "
+        "(default: today).",
     ),
 ]
+
+
+KnownAtParam = Annotated[
+    str | None,
+    Query(
+        description="Only what the register had recorded by this time (ISO 8601 date-time): "
+        "reproduces figures computed then. A past as_of or a known_at reads the history.",
+    ),
+]
+
+
+def rates_moment_or_400(as_of: str | None, date: dt.date, known_at: str | None) -> Moment | None:
+    """What a rates request reads (registry.history.rates_moment); 400 for a bad time."""
+    try:
+        return rates_moment(date if as_of else None, known_at)
+    except HistoryError as exc:
+        raise bad_request(str(exc)) from None
 
 
 def parse_as_of(value: str | None) -> dt.date:
@@ -78,11 +100,16 @@ def coverage_data(
     as_of: dt.date,
     with_outlines: bool,
     scope: tuple[str, ...] | None,
+    findings: list[checks.Check] | None = None,
+    at: Moment | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]] | None:
-    """Rates rows and (for the map) outlines; None when ``code`` matches no community."""
+    """Rates rows and (for the map) outlines; None when ``code`` matches no community.
+    With ``findings``, each row also counts those checks' findings (registry/checks.py)."""
     if code and not has_communities(session, code):
         return None
-    rows = compute_rates(session, level, code, as_of, scope=scope)
+    rows = compute_rates(session, level, code, as_of, scope=scope, at=at)
+    if findings is not None:
+        rows = checks.with_finding_counts(session, rows, level, code, as_of, scope, findings)
     return rows, outlines(session, level, code) if with_outlines else {}
 
 
@@ -117,16 +144,31 @@ async def coverage(
     level: LevelParam = "community",
     code: CodeParam = None,
     as_of: AsOfParam = None,
+    known_at: KnownAtParam = None,
     f: Annotated[Format, Query(description="json, csv or html.")] = "json",
     rate: Annotated[RateName, Query(description="The rate the HTML map is coloured by.")] = (
         "on_map_rate"
     ),
+    findings: Annotated[
+        bool,
+        Query(
+            description="Add counts of quality-check findings (findings, findings_error, "
+            "findings_warning, findings_info; JSON and CSV) of the checks the caller may "
+            "run: see /reports/checks."
+        ),
+    ] = False,
 ) -> Response:
     """Per-community (or street, district, city) rates with numerators and denominators."""
     date = parse_as_of(as_of)
+    at = rates_moment_or_400(as_of, date, known_at)
     principal = principal_of(request)
+    counted: dict[str, Any] = {"at": at}
+    if findings and f != "html":  # resident checks only for roles that may read residents
+        sees_persons = principal.role in PERSON_READERS
+        counted["findings"] = checks.select_checks(sees_persons=sees_persons)[0]
+    scope = scope_of(principal, code)
     data = await request.app.state.database.run_sync(
-        principal, coverage_data, level, code, date, f == "html", scope_of(principal, code)
+        principal, coverage_data, level, code, date, f == "html", scope, **counted
     )
     if data is None:
         raise no_match(code)
@@ -134,12 +176,13 @@ async def coverage(
     if principal.role == "gis":
         rows = [suppress_rates_row(row) for row in rows]
     headers = {"X-As-Of": date.isoformat()}
+    if at is not None and at.known is not None:
+        headers["X-Known-At"] = at.known.isoformat()
     if f == "csv":
         name = "-".join(["rates", level, *([code] if code else []), date.isoformat()])
         headers["Content-Disposition"] = f'attachment; filename="{name}.csv"'
-        return Response(
-            "\ufeff" + rates_csv(rows), media_type="text/csv; charset=utf-8", headers=headers
-        )
+        body = checks.table_csv(rows, list(rows[0])) if findings and rows else rates_csv(rows)
+        return Response("\ufeff" + body, media_type="text/csv; charset=utf-8", headers=headers)
     if f == "html":
         settings = request.app.state.settings
         page = await run_in_threadpool(

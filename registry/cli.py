@@ -16,11 +16,15 @@ from sqlalchemy import text
 
 from registry import audit, migrate, output
 from registry.cli_access import audit_command, token_app, users_app
+from registry.cli_buildings import buildings_app
+from registry.cli_checks import checks_command
 from registry.cli_common import console, err, migrated_engine, reports_errors
+from registry.cli_history import changes_command, history_command
 from registry.cli_keys import keys_app
 from registry.cli_report import report_command
 from registry.db import make_engine, transaction
 from registry.embedded import EmbeddedCluster
+from registry.history import parse_valid_from, rates_moment
 from registry.rates import LEVELS, compute_rates
 from registry.settings import RegistryError, Settings, api_password, resolve_database_url
 from registry.vault import create_key_file
@@ -37,8 +41,12 @@ app.add_typer(review_app, name="review")
 app.add_typer(users_app, name="users")
 app.add_typer(token_app, name="token")
 app.add_typer(keys_app, name="keys")
+app.add_typer(buildings_app, name="buildings")
 app.command("audit")(audit_command)
 app.command("report")(report_command)
+app.command("checks")(checks_command)
+app.command("history")(history_command)
+app.command("changes")(changes_command)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_BUNDLE = REPO_ROOT / "data" / "fixtures" / "guanggu"
@@ -123,10 +131,19 @@ def load(
     rejects: Annotated[
         Path, typer.Option(help="Where --partial writes refused rows and reasons.")
     ] = Path("rejects.csv"),
+    valid_from: Annotated[
+        str | None,
+        typer.Option(
+            "--valid-from",
+            help="When what the bundle changes became true (a survey date, YYYY-MM-DD or "
+            "ISO 8601), for the history; default: bundle.json's valid_from, else now.",
+        ),
+    ] = None,
 ) -> None:
     """Validate a bundle and load it: all or nothing unless --partial."""
     settings = Settings()
-    report = load_in_transaction(migrated_engine(settings), settings, bundle, partial)
+    when = parse_valid_from(valid_from) if valid_from else None
+    report = load_in_transaction(migrated_engine(settings), settings, bundle, partial, when)
     output.print_load_report(report, console, err)
     if partial and report.errors:
         count = output.write_rejects(report, rejects)
@@ -135,21 +152,27 @@ def load(
         raise typer.Exit(1)
 
 
-def load_in_transaction(engine, settings: Settings, bundle: Path, partial: bool = False):
+def load_in_transaction(
+    engine,
+    settings: Settings,
+    bundle: Path,
+    partial: bool = False,
+    valid_from: dt.datetime | None = None,
+):
     """Load ``bundle`` in one transaction, committed only if the load wrote it.
 
     The identity keys are needed (and checked against the database) only when the
-    bundle has residents.
+    bundle has residents or employees.
     """
     from registry.bundle.load import load_bundle
     from registry.vault import bind_vault, load_vault
 
-    needs_keys = (bundle / "residents.csv").exists()
+    needs_keys = any((bundle / name).exists() for name in ("residents.csv", "employees.csv"))
     vault = load_vault(settings.key_path) if needs_keys else None
     with transaction(engine) as session:
         if vault is not None:
             bind_vault(session, vault, settings.key_path)
-        report = load_bundle(session, bundle, vault, partial=partial)
+        report = load_bundle(session, bundle, vault, partial=partial, valid_from=valid_from)
         if not report.written:
             session.rollback()
     return report
@@ -166,7 +189,20 @@ def rates(
         str | None, typer.Option(help="Only communities whose code starts with this.")
     ] = None,
     as_of: Annotated[
-        str | None, typer.Option("--as-of", help="Count residents at this date (YYYY-MM-DD).")
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="The rates at the end of this date (YYYY-MM-DD): a past date reads the "
+            "register's history, so later edits do not change it.",
+        ),
+    ] = None,
+    known_at: Annotated[
+        str | None,
+        typer.Option(
+            "--known-at",
+            help="Only what the register had recorded by this time (ISO 8601): reproduces "
+            "figures computed then.",
+        ),
     ] = None,
     format: Annotated[str, typer.Option(help="table, json or csv.")] = "table",
     recount: Annotated[
@@ -184,9 +220,10 @@ def rates(
         date = dt.date.fromisoformat(as_of) if as_of else None
     except ValueError:
         raise RegistryError(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from None
+    at = rates_moment(date, known_at)
     engine = migrated_engine(Settings())
     with transaction(engine) as session:
-        rows = compute_rates(session, level, code, date, recount)  # type: ignore[arg-type]
+        rows = compute_rates(session, level, code, date, recount, at=at)  # type: ignore[arg-type]
     output.print_rates(rows, format, console)
 
 

@@ -15,15 +15,20 @@ from typing import Any
 
 from sqlalchemy import (
     FromClause,
+    and_,
+    case,
     func,
+    literal,
     literal_column,
+    or_,
     select,
 )
 from sqlalchemy.sql.elements import ColumnElement
 
 from registry import models
 from registry.disclosure import PERSON_COUNTS
-from registry.rates import RATES, community_counts, ratio
+from registry.history import HistoryError, Moment, community_counts_at, counts_params, table_at
+from registry.rates import COUNTS, RATES, community_counts, ratio
 
 STORAGE_SRID = models.SRID
 
@@ -59,7 +64,8 @@ class Collection:
     description: str
     geometry_type: str  # GeoJSON type of every geometry: "MultiPolygon" or "Point"
     properties: tuple[Property, ...]
-    source: Callable[[], FromClause]
+    # ``source(at)``: the features now, or (``at``) as valid and known then (history)
+    source: Callable[..., FromClause]
     table: str  # the table whose rows are the features (for extents and statistics)
     geometry_column: str
     min_zoom: int = 0
@@ -67,7 +73,7 @@ class Collection:
     tile_feature_cap: int = 20_000
     # the source also selects ``geom_3857``, a stored Web Mercator copy vector tiles use
     mercator: bool = False
-    params: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    params: Callable[..., dict[str, Any]] = field(default=lambda at=None: {})
 
     @property
     def property_names(self) -> tuple[str, ...]:
@@ -85,6 +91,7 @@ RATE_DESCRIPTIONS = {
     "coverage_rate": "覆盖率: reference footprints covered / footprints (null when 0/0)",
     "labeling_rate": "标注率: on-map buildings labelled / on-map buildings (null when 0/0)",
     "population_on_map_rate": "人口上图率: residents placed on the map / residents",
+    "org_on_map_rate": "单位上图率: active organizations on the map / active organizations",
 }
 COUNT_DESCRIPTIONS = {
     "buildings": "buildings counted (not demolished)",
@@ -94,6 +101,8 @@ COUNT_DESCRIPTIONS = {
     "buildings_labeled": "on-map buildings with a standard address's door plate within 30 m",
     "residents": "active residents at today's date",
     "residents_on_map": "active residents whose room is in an on-map building",
+    "organizations": "organizations open at today's date",
+    "organizations_on_map": "open organizations whose building (or room's) is on the map",
 }
 
 
@@ -105,10 +114,10 @@ def published(counts: FromClause, name: str) -> ColumnElement:
     return counts.c[name]
 
 
-def communities_source() -> FromClause:
+def communities_source(at: Moment | None = None) -> FromClause:
     """Communities with today's rates: counts per community joined to the boundary."""
-    community = models.Community.__table__
-    counts = community_counts()
+    community = table_at(models.Community.__table__, at)
+    counts = community_counts() if at is None else community_counts_at(COUNTS)
     return (
         select(
             community.c.code.label("id"),
@@ -152,7 +161,7 @@ COMMUNITIES = Collection(
     geometry_column="boundary",
     min_zoom=8,
     max_zoom=22,
-    params=lambda: {"as_of": dt.date.today()},
+    params=lambda at=None: counts_params(at) if at else {"as_of": dt.date.today()},
 )
 
 
@@ -166,9 +175,9 @@ def address_label(address: Any) -> ColumnElement:
     )
 
 
-def buildings_source() -> FromClause:
-    building = models.Building.__table__
-    address = models.Address.__table__
+def buildings_source(at: Moment | None = None) -> FromClause:
+    building = table_at(models.Building.__table__, at)
+    address = table_at(models.Address.__table__, at)
     label = (
         select(func.string_agg(address_label(address), literal_column("'; '")))
         .where(address.c.building_id == building.c.id, address.c.status == "active")
@@ -224,8 +233,8 @@ BUILDINGS = Collection(
 # ---------------------------------------------------------------- addresses
 
 
-def addresses_source() -> FromClause:
-    address = models.Address.__table__
+def addresses_source(at: Moment | None = None) -> FromClause:
+    address = table_at(models.Address.__table__, at)
     return select(
         address.c.code.label("id"),
         address.c.code,
@@ -268,9 +277,9 @@ ADDRESSES = Collection(
 # ---------------------------------------------------------------- footprints
 
 
-def footprints_source() -> FromClause:
-    footprint = models.Footprint.__table__
-    community = models.Community.__table__
+def footprints_source(at: Moment | None = None) -> FromClause:
+    footprint = table_at(models.Footprint.__table__, at)
+    community = table_at(models.Community.__table__, at)
     owner = (
         select(community.c.code)
         .where(func.ST_Contains(community.c.boundary, footprint.c.anchor))
@@ -315,7 +324,9 @@ FOOTPRINTS = Collection(
 # ---------------------------------------------------------------- coverage gaps
 
 
-def coverage_gaps_source() -> FromClause:
+def coverage_gaps_source(at: Moment | None = None) -> FromClause:
+    if at is not None:
+        raise HistoryError("coverage-gaps has no history: read it now, or the rates at a date")
     from registry.gaps import coverage_gaps
 
     return coverage_gaps()
@@ -345,8 +356,83 @@ COVERAGE_GAPS = Collection(
 )
 
 
+# ---------------------------------------------------------------- organizations
+
+
+def iso_date(column: ColumnElement) -> ColumnElement:
+    """A date as ``YYYY-MM-DD`` text, which sorts and compares as the date does."""
+    return func.to_char(column, literal_column("'YYYY-MM-DD'"))
+
+
+def organizations_source(at: Moment | None = None) -> FromClause:
+    """Organizations at the point-on-surface of their building (named, or their room's),
+    null geometry when that building is not on the map (demolished, or no footprint)."""
+    organization = table_at(models.Organization.__table__, at)
+    room = table_at(models.Room.__table__, at)
+    building = table_at(models.Building.__table__, at)
+    today = func.current_date() if at is None else literal(at.as_of)
+    on_map = and_(
+        building.c.status != "demolished",
+        building.c.footprint.is_not(None),
+        ~func.ST_IsEmpty(building.c.footprint),
+    )
+    active = and_(
+        or_(organization.c.opened.is_(None), organization.c.opened <= today),
+        or_(organization.c.closed.is_(None), organization.c.closed > today),
+    )
+    return (
+        select(
+            organization.c.uscc.label("id"),
+            organization.c.uscc,
+            organization.c.name,
+            organization.c.community_code,
+            func.coalesce(organization.c.building_id, room.c.building_id).label("building_id"),
+            organization.c.room_id,
+            organization.c.category,
+            iso_date(organization.c.opened).label("opened"),
+            iso_date(organization.c.closed).label("closed"),
+            active.label("active"),
+            organization.c.updated_at,
+            case((on_map, func.ST_PointOnSurface(building.c.footprint))).label("geom"),
+        )
+        .select_from(organization)
+        .outerjoin(room, room.c.id == organization.c.room_id)
+        .outerjoin(
+            building,
+            building.c.id == func.coalesce(organization.c.building_id, room.c.building_id),
+        )
+        .subquery("organizations")
+    )
+
+
+ORGANIZATIONS = Collection(
+    id="organizations",
+    title="实有单位 Organizations",
+    description="Organizations (实有单位) keyed by their unified social credit code (GB 32100), "
+    "at the point-on-surface of their building's footprint; null geometry when the "
+    "building is not on the map or the organization is placed nowhere. Employees are "
+    "personal data: GET /organizations/{uscc}/employees (officer and station only).",
+    geometry_type="Point",
+    properties=(
+        Property("uscc", "string", "18-character unified social credit code (GB 32100)"),
+        Property("name", "string", "organization name"),
+        Property("community_code", "string", "12-digit community code"),
+        Property("building_id", "string", "its building, named or that of its room"),
+        Property("room_id", "string", "its room, if placed in one"),
+        Property("category", "string", "category (retail, clinic, ...)"),
+        Property("opened", "string", "opening date, YYYY-MM-DD", filterable=False),
+        Property("closed", "string", "closing date, YYYY-MM-DD", filterable=False),
+        Property("active", "boolean", "open today", filterable=False),
+    ),
+    source=organizations_source,
+    table="building",  # extents: an organization lies in a building footprint
+    geometry_column="footprint",
+    min_zoom=15,
+)
+
+
 COLLECTIONS: dict[str, Collection] = {
-    c.id: c for c in (COMMUNITIES, BUILDINGS, ADDRESSES, FOOTPRINTS, COVERAGE_GAPS)
+    c.id: c for c in (COMMUNITIES, BUILDINGS, ADDRESSES, FOOTPRINTS, COVERAGE_GAPS, ORGANIZATIONS)
 }
 
 

@@ -32,6 +32,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from geo.crs import DEFAULT, STORAGE_SRID, Crs
 from registry.collections import Collection
+from registry.history import Moment
 
 MAX_COUNT = 100_000
 """numberMatched is reported only when at most this many features match."""
@@ -169,8 +170,11 @@ def count_select(query: ItemsQuery, source: FromClause | None = None) -> Select:
     return select(func.count()).select_from(matching)
 
 
-def item_select(collection: Collection, feature_id: str, crs: Crs) -> Select:
-    source = collection.source()
+def item_select(
+    collection: Collection, feature_id: str, crs: Crs, at: Moment | None = None
+) -> Select:
+    """One feature by id, now or (``at``) as valid and known then."""
+    source = collection.source(at)
     return select(feature_json(source, collection, crs)).where(
         source.c.id == bindparam("feature_id", feature_id, String)
     )

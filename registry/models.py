@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     Computed,
     Date,
     DateTime,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -49,6 +51,7 @@ VERIFICATION_ACTIONS = (
     "door_plate_moved",
 )
 PHOTO_MEDIA_TYPES = ("image/jpeg", "image/png")
+LINEAGE_KINDS = ("split", "merge")
 ADDRESS_STATUSES = ("active", "retired")
 # GB 32100 unified social credit code: 18 characters of 0-9 and capitals but I, O, Z, S, V
 USCC_PATTERN = "^[0-9A-HJ-NPQRTUWXY]{18}$"
@@ -592,7 +595,8 @@ class BuildingVerification(Base):
     __tablename__ = "building_verification"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    building_id: Mapped[str] = mapped_column(ForeignKey("building.id"))
+    # no foreign key: the history of a retired building stays, by id (migration 0009)
+    building_id: Mapped[str] = mapped_column(String(64))
     community_code: Mapped[str] = mapped_column(String(12))
     action: Mapped[str] = mapped_column(Text)
     account: Mapped[str] = mapped_column(Text)
@@ -615,3 +619,126 @@ class BuildingVerification(Base):
         Index(None, "building_id", "id"),
         Index(None, "community_code"),
     )
+
+
+class BuildingLineage(Base):
+    """One predecessor and one successor of a split or merge, append-only (migration 0009).
+
+    The rows of one operation share ``event_id``; a predecessor's id is retired for good:
+    a trigger refuses a building that would take it again.
+    """
+
+    __tablename__ = "building_lineage"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(Text)
+    predecessor_id: Mapped[str] = mapped_column(String(64))
+    successor_id: Mapped[str] = mapped_column(String(64))
+    community_code: Mapped[str] = mapped_column(String(12))
+    recorded_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    account: Mapped[str] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(enum_check("kind", LINEAGE_KINDS), name="kind"),
+        CheckConstraint("predecessor_id <> successor_id", name="distinct"),
+        Index(None, "predecessor_id"),
+        Index(None, "successor_id"),
+        Index(None, "event_id"),
+        Index(None, "community_code"),
+    )
+
+
+# ---------------------------------------------------------------- history (migration 0010)
+
+# versioned table: (key column, geometry columns indexed, columns looked up by)
+VERSIONED: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "community": ("code", ("boundary",), ()),
+    "footprint": ("id", ("geom", "anchor"), ()),
+    "building": ("id", ("footprint",), ()),
+    "address": ("code", ("door_plate",), ("building_id",)),
+    "room": ("id", (), ("building_id",)),
+    "residence": ("id", (), ()),
+    "organization": ("uscc", (), ()),
+    "employment": ("id", (), ()),
+}
+PERSON_LEVEL_ENTITIES = ("residence", "employment")
+
+
+def _history_column(column: Column) -> Column:
+    """A copy of ``column`` for its history table: generated columns become plain ones,
+    nullable (GeoAlchemy2 takes a geometry column's nullability from its type)."""
+    nullable = column.nullable or column.computed is not None
+    column_type = column.type.copy()
+    if isinstance(column_type, Geometry):
+        column_type.nullable = nullable
+    return Column(column.name, column_type, nullable=nullable)
+
+
+def _history_table(name: str) -> Table:
+    """``<name>_history``: every version of a row of ``name`` with its valid time and the
+    transactions that recorded and superseded it (triggers of migration 0010 write it)."""
+    key, spatial, lookups = VERSIONED[name]
+    base = Base.metadata.tables[name]
+    return Table(
+        f"{name}_history",
+        Base.metadata,
+        Column("history_id", BigInteger, primary_key=True, autoincrement=True),
+        *(_history_column(c) for c in base.columns),
+        Column("valid_from", DateTime(timezone=True), nullable=False),
+        Column("valid_to", DateTime(timezone=True)),
+        Column("recorded_txid", BigInteger, nullable=False),
+        Column("superseded_txid", BigInteger),
+        Column("scope_code", String(12)),
+        CheckConstraint("valid_to > valid_from", name="valid_time"),
+        Index(None, key, "valid_from"),
+        Index(None, "recorded_txid"),
+        *(Index(None, column, postgresql_using="gist") for column in spatial),
+        *(Index(None, column) for column in lookups),
+    )
+
+
+HISTORY_TABLES: dict[str, Table] = {name: _history_table(name) for name in VERSIONED}
+
+
+class RegistryTxn(Base):
+    """A transaction that changed the register: who, the valid time its changes took, and,
+    stamped at commit, its block of change-feed numbers and its commit time."""
+
+    __tablename__ = "registry_txn"
+
+    txid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    account: Mapped[str] = mapped_column(Text)
+    valid_from: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    seq_first: Mapped[int | None] = mapped_column(BigInteger)
+    seq_last: Mapped[int | None] = mapped_column(BigInteger)
+    committed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index(None, "seq_last"), Index(None, "committed_at"))
+
+
+class RegistryChange(Base):
+    """One changed row of a versioned table; its feed number is its transaction's
+    ``seq_first + ordinal``."""
+
+    __tablename__ = "registry_change"
+
+    txid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ordinal: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    entity: Mapped[str] = mapped_column(Text)
+    key: Mapped[str] = mapped_column(Text)
+    op: Mapped[str] = mapped_column(Text)
+    scope_code: Mapped[str | None] = mapped_column(String(12))
+
+
+class RegistryClock(Base):
+    """The one row whose lock orders commits: the last feed number given, and when."""
+
+    __tablename__ = "registry_clock"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    last_commit: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

@@ -1,9 +1,10 @@
-"""The four rates per community, street, district or city, computed in the database.
+"""The rates per community, street, district or city, computed in the database.
 
 Counts come from ``sql/community_counts.sql``, which reads the per-community counters
 that triggers keep current (registry/counts.py), or with ``recount=True`` from
 ``sql/community_recount.sql``, which computes them from the definitions. Higher levels
 sum those counts (never average rates), and a rate whose denominator is 0 is null.
+Organizations have no counters: both queries count them live at the as-of date.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from registry.history import Moment, community_counts_at, counts_params
 from registry.settings import RegistryError
 
 Level = Literal["community", "street", "district", "city"]
@@ -44,6 +46,8 @@ COUNTS = (
     "buildings_labeled",
     "residents",
     "residents_on_map",
+    "organizations",
+    "organizations_on_map",
 )
 # rate -> (numerator, denominator)
 RATES = {
@@ -51,6 +55,7 @@ RATES = {
     "coverage_rate": ("footprints_covered", "footprints"),
     "labeling_rate": ("buildings_labeled", "buildings_on_map"),
     "population_on_map_rate": ("residents_on_map", "residents"),
+    "org_on_map_rate": ("organizations_on_map", "organizations"),
 }
 FIELDS = (
     "level",
@@ -67,6 +72,9 @@ FIELDS = (
     "residents",
     "residents_on_map",
     "population_on_map_rate",
+    "organizations",
+    "organizations_on_map",
+    "org_on_map_rate",
 )
 CITY_NAME = "全市"
 COMMUNITY_CODE_LENGTH = 12
@@ -112,15 +120,18 @@ def compute_rates(
     as_of: dt.date | None = None,
     recount: bool = False,
     scope: Sequence[str] | None = None,
+    at: Moment | None = None,
 ) -> list[dict[str, Any]]:
     """Rows of :data:`FIELDS`, ordered by code. ``code`` keeps the communities whose code
     starts with it (a community, street or district code), and ``scope`` those under any
     of its prefixes (a caller's jurisdiction; None: all); ``recount`` computes the counts
-    from the definitions instead of reading the counters (same numbers, slower)."""
+    from the definitions instead of reading the counters (same numbers, slower); ``at``
+    computes them from the history, for the register as valid and known then (its date
+    is the as-of date)."""
     if level not in LEVELS:
         raise RegistryError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
     check_code_prefix(code)
-    counts = community_counts(recount)
+    counts = community_counts_at(COUNTS) if at is not None else community_counts(recount)
     code_column, name_column = {
         "community": (counts.c.code, counts.c.name),
         "street": (counts.c.street_code, func.max(counts.c.street_name)),
@@ -150,7 +161,7 @@ def compute_rates(
     query = select(
         *(grouped.c[f] if f not in RATES else rate_of(grouped, f).label(f) for f in FIELDS)
     ).order_by(grouped.c.code)
-    params = {"as_of": as_of or dt.date.today()}
+    params = counts_params(at) if at is not None else {"as_of": as_of or dt.date.today()}
     return [dict(row._mapping) for row in session.execute(query, params)]
 
 

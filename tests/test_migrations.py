@@ -8,7 +8,7 @@ from sqlalchemy import inspect, text
 
 from registry import migrate
 from registry.db import make_engine
-from registry.models import Base
+from registry.models import VERSIONED, Base
 
 TABLES = {
     "community",
@@ -20,6 +20,7 @@ TABLES = {
     "footprint",
     "building_verification",
     "verification_photo",
+    "building_lineage",
     "import_log",
     "registry_meta",
     "address_review",
@@ -29,6 +30,10 @@ TABLES = {
     "tile_cell",
     "organization",
     "employment",
+    "registry_txn",
+    "registry_change",
+    "registry_clock",
+    *(f"{t}_history" for t in VERSIONED),
     "account",
     "api_token",
     "audit_log",
@@ -71,6 +76,12 @@ def test_upgrade_from_empty_then_downgrade_to_nothing(empty_db_url):
                 "ix_footprint_anchor",
                 "ix_building_footprint_3857",
                 "ix_footprint_geom_3857",
+                # the same, for queries of the history at a past time (migration 0010)
+                "ix_community_history_boundary",
+                "ix_building_history_footprint",
+                "ix_address_history_door_plate",
+                "ix_footprint_history_geom",
+                "ix_footprint_history_anchor",
             }
 
         migrate.downgrade(engine)

@@ -8,6 +8,7 @@ written.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -32,11 +33,19 @@ from registry.bundle.placement import (
 )
 from registry.bundle.problems import BundleError, Problem
 from registry.bundle.read import LayerFile, csv_rows, find_layer_file, read_layer
-from registry.bundle.validate import LOAD_ORDER, LayerCheck, LayerPlan, Source, Validation
+from registry.bundle.validate import (
+    LOAD_ORDER,
+    LayerCheck,
+    LayerPlan,
+    Source,
+    Validation,
+    row_problem,
+)
 from registry.bundle.write import (
     CopyPipe,
     FreshResidents,
     FreshTable,
+    StagedEmployees,
     StagedResidents,
     StagedTable,
     Target,
@@ -44,17 +53,22 @@ from registry.bundle.write import (
     reserve_person_ids,
 )
 from registry.counts import defer_counts, recount, resume_counts
+from registry.history import HistoryError, parse_valid_from, set_valid_from
+from registry.lineage import retired_ids
 from registry.models import (
     SRID,
     Address,
     Building,
     Community,
+    Employment,
     Footprint,
     ImportLog,
+    Organization,
     Person,
     Residence,
     Room,
 )
+from registry.organizations import sync_employment_scope
 from registry.vault import IdentityVault
 
 TARGETS = {
@@ -63,6 +77,7 @@ TARGETS = {
     "buildings": Building.__table__,
     "addresses": Address.__table__,
     "rooms": Room.__table__,
+    "organizations": Organization.__table__,
 }
 GEOMETRY_COLUMN = {
     "communities": "boundary",
@@ -74,7 +89,10 @@ GEOMETRY_COLUMN = {
 TABLES: dict[str, tuple[str, ...]] = {
     **{layer: (table.name,) for layer, table in TARGETS.items()},
     "residents": (Person.__tablename__, Residence.__tablename__),
+    "employees": (Person.__tablename__, Employment.__tablename__),
 }
+PERSON_LAYERS = ("residents", "employees")  # need the identity keys
+STAGED_ONLY = ("employees",)  # always upserted: its persons may be the residents' own
 BULK_BYTES = 8 << 20  # from this size on, the counters are recounted once at the end
 KEY_COLUMNS = {
     "communities": Community.code,
@@ -82,6 +100,7 @@ KEY_COLUMNS = {
     "buildings": Building.id,
     "addresses": Address.code,
     "rooms": Room.id,
+    "organizations": Organization.uscc,
 }
 
 
@@ -90,6 +109,9 @@ class BundleInfo:
     path: Path
     name: str
     crs: str
+    # when the bundle's content became true (bundle.json ``valid_from``, a survey date):
+    # the valid time of what the load changes (registry/history.py); None: the load's time
+    valid_from: dt.date | dt.datetime | None = None
 
 
 @dataclass
@@ -130,7 +152,13 @@ def read_bundle_info(path: Path) -> BundleInfo:
             Problem("bundle.json", None, "crs", f"{crs!r} is not one of {', '.join(SUPPORTED_CRS)}")
         )
     name = str(meta.get("name") or path.resolve().name)
-    return BundleInfo(path, name, canonical[crs.replace("-", "").upper()])
+    valid_from = None
+    if meta.get("valid_from") is not None:
+        try:
+            valid_from = parse_valid_from(str(meta["valid_from"]))
+        except HistoryError as exc:
+            raise BundleError(Problem("bundle.json", None, "valid_from", str(exc))) from None
+    return BundleInfo(path, name, canonical[crs.replace("-", "").upper()], valid_from)
 
 
 def find_files(path: Path) -> dict[str, Path]:
@@ -163,17 +191,30 @@ def existing_keys(session: Session):
 
 
 def load_bundle(
-    session: Session, path: Path, vault: IdentityVault | None, *, partial: bool = False
+    session: Session,
+    path: Path,
+    vault: IdentityVault | None,
+    *,
+    partial: bool = False,
+    valid_from: dt.date | dt.datetime | None = None,
 ) -> LoadReport:
     """Validate the bundle at ``path`` and, unless it has errors (or ``partial``), write it.
 
     Rows are written while they are checked, inside a savepoint that is rolled back
     if the bundle turns out to have errors (and not ``partial``), so what the caller's
     session sees is all or nothing. Raises :class:`BundleError` for a bundle that
-    cannot be read at all.
+    cannot be read at all. ``valid_from`` (else bundle.json's) is when what the bundle
+    changes became true, for the history; by default, the time of the load.
     """
     info = read_bundle_info(path)
     files = find_files(path)
+    if valid_from is not None:
+        info.valid_from = valid_from
+    if info.valid_from is not None:
+        try:
+            set_valid_from(session, info.valid_from)
+        except HistoryError as exc:
+            raise BundleError(Problem("bundle.json", None, "valid_from", str(exc))) from None
     report = LoadReport(info, Validation({}, []))
     Loader(session, report, vault, partial).run(files)
     return report
@@ -220,9 +261,12 @@ class Loader:
             self.report.counts = {}
             savepoint.rollback()
             return
-        if "residents" in files and self.vault is None:
-            savepoint.rollback()
-            raise BundleError(Problem("residents.csv", None, None, "no identity keys to store it"))
+        for layer in PERSON_LAYERS:
+            if layer in files and self.vault is None:
+                savepoint.rollback()
+                raise BundleError(
+                    Problem(files[layer].name, None, None, "no identity keys to store it")
+                )
         self.complete()
         savepoint.commit()
         self.report.written = True
@@ -231,7 +275,7 @@ class Loader:
         """Which tables are empty (and so taken with a plain COPY, under a lock); whether
         the counters wait for one recount at the end."""
         for layer in LOAD_ORDER:
-            if layer in files:
+            if layer in files and layer not in STAGED_ONLY:
                 self.fresh[layer] = all([take_if_empty(self.session, t) for t in TABLES[layer]])
         if self.fresh.get("residents") and self.vault is not None:
             self.first_person_id, self.release_person_ids = reserve_person_ids(self.session)
@@ -299,6 +343,9 @@ class Loader:
                 accepted.extend(check.resolve())
         accepted.extend(check.finish())
         accepted.sort(key=lambda row: row[0].number)
+        if layer_file.layer == "buildings":
+            self.pipe.drain()
+            accepted = refuse_retired(self.session, check, accepted)
         layer_file.records = []  # what is still needed is in ``accepted`` and the plan
         index = VALUES[layer_file.layer].index(GEOMETRY_COLUMN[layer_file.layer])
         crs = self.report.bundle.crs
@@ -318,7 +365,21 @@ class Loader:
             target.add((*values[:index], geometry, *values[index + 1 :]))
         return target.finish()
 
+    def release_ids(self) -> None:
+        """Move ``person``'s sequence past the ids a fresh residents load took, before
+        anything else inserts persons (employees) or the load ends; once. The COPY pipe
+        must be drained (or closed): this uses the connection."""
+        if self.release_person_ids is not None and self.fresh_residents is not None:
+            self.release_person_ids(self.fresh_residents.last_id)
+            self.release_person_ids = None
+
     def target(self, layer: str) -> Target | None:
+        if layer == "employees":
+            if self.vault is None:
+                return None
+            self.pipe.drain()
+            self.release_ids()
+            return StagedEmployees(self.session, self.pipe, self.vault)
         if layer == "residents":
             if self.vault is None:
                 return None
@@ -354,14 +415,37 @@ class Loader:
             queue_pending(
                 self.session, self.pending, self.vault, import_source(self.report.bundle.name)
             )
-        if self.release_person_ids is not None and self.fresh_residents is not None:
-            self.release_person_ids(self.fresh_residents.last_id)
+        self.release_ids()
+        if "organizations" in self.validation.plans:
+            sync_employment_scope(self.session)
         analyze(self.session, self.validation.plans)
         if self.deferred_counts:
             recount(self.session)
             resume_counts(self.session)
         for plan in self.validation.plans.values():
             log_file(self.session, self.report, plan)
+
+
+def refuse_retired(
+    session: Session, check: LayerCheck, accepted: list[tuple[Source, tuple]]
+) -> list[tuple[Source, tuple]]:
+    """Refuse buildings whose id a split or merge retired: ids are never reused."""
+    retired = retired_ids(session, [values[check.key_index] for _, values in accepted])
+    if not retired:
+        return accepted
+    kept = []
+    for source, values in accepted:
+        key = values[check.key_index]
+        if key not in retired:
+            kept.append((source, values))
+            continue
+        check.problems.append(
+            row_problem(check.plan.file, source.number, check.key_field, retired[key])
+        )
+        check.reject(source, values)
+        check.plan.accepted -= 1
+        check.plan.accepted_keys.discard(key)
+    return kept
 
 
 def take_if_empty(session: Session, table: str) -> bool:
