@@ -15,7 +15,7 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from registry.models import Employment, Organization, Person
-from registry.persons import Access, mask_name, mask_number, person_ids, record
+from registry.persons import Access, identity, person_ids, record
 
 
 def sync_employment_scope(session: Session) -> int:
@@ -40,11 +40,7 @@ def organization_exists(session: Session, uscc: str) -> bool:
 
 def present_employee(access: Access, row: Row) -> dict[str, Any]:
     """One employment as the API returns it: masked unless the access unmasks."""
-    if access.vault is not None:
-        name = row.name
-        number = access.vault.decrypt(row.id_cipher, row.id_hmac, row.key_version)
-    else:
-        name, number = mask_name(row.name), mask_number(row.id_tail)
+    name, number = identity(access, row)
     return {
         "person_id": row.person_id,
         "name": name,

@@ -92,13 +92,17 @@ def residents_query(access: Access, *conditions: Any) -> Select:
     )
 
 
+def identity(access: Access, row: Row) -> tuple[str, str]:
+    """A person's name and identity number as the access may see them: in clear when it
+    unmasks (decrypted here, on the server), else masked."""
+    if access.vault is not None:
+        return row.name, access.vault.decrypt(row.id_cipher, row.id_hmac, row.key_version)
+    return mask_name(row.name), mask_number(row.id_tail)
+
+
 def present(access: Access, row: Row) -> dict[str, Any]:
     """One residence as the API returns it: masked unless the access unmasks."""
-    if access.vault is not None:
-        name = row.name
-        number = access.vault.decrypt(row.id_cipher, row.id_hmac, row.key_version)
-    else:
-        name, number = mask_name(row.name), mask_number(row.id_tail)
+    name, number = identity(access, row)
     return {
         "person_id": row.person_id,
         "name": name,

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner, Result
 
 from registry import migrate
-from registry.cli import app
+from registry.cli import SAMPLE_BUNDLE, app
 from registry.db import make_engine
 from registry.embedded import EmbeddedCluster
 from registry.settings import sqlalchemy_url
@@ -198,6 +198,17 @@ class Cli:
 @pytest.fixture
 def cli(registry_env: dict[str, str]) -> Cli:
     return Cli()
+
+
+@pytest.fixture
+def sample(session: Session, vault: IdentityVault) -> Session:
+    """This test's database with the 光谷 sample bundle loaded and committed."""
+    from registry.bundle.load import load_bundle
+
+    report = load_bundle(session, SAMPLE_BUNDLE, vault)
+    assert report.written, report.errors
+    session.commit()
+    return session
 
 
 # ---------------------------------------------------------------- the API over the sample

@@ -21,23 +21,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import create_app
-from registry.bundle.load import load_bundle
 from registry.changes import changes_after
-from registry.cli import SAMPLE_BUNDLE
 from registry.history import HistoryError
 
 from conftest import bearer, grant
 
 COMMUNITY = "420111002009"  # 汽标社区
 OTHER_COMMUNITY = "420111002005"  # 南望社区
-
-
-@pytest.fixture
-def sample(session: Session, vault) -> Session:
-    report = load_bundle(session, SAMPLE_BUNDLE, vault)
-    assert report.written, report.errors
-    session.commit()
-    return session
 
 
 def read_all(session: Session, after: int, limit: int = 10_000) -> list[dict[str, Any]]:

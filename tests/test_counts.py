@@ -14,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,14 +24,6 @@ from registry.db import make_engine
 from registry.rates import compute_rates
 
 DATES = (None, dt.date(2020, 1, 1), dt.date(2026, 6, 30), dt.date(2031, 1, 1))
-
-
-@pytest.fixture
-def sample(session: Session, vault) -> Session:
-    report = load_bundle(session, SAMPLE_BUNDLE, vault)
-    assert report.written, report.errors
-    session.commit()
-    return session
 
 
 def assert_counters_exact(session: Session) -> None:

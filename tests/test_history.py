@@ -16,7 +16,6 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from registry import models
-from registry.bundle.load import load_bundle
 from registry.cli import SAMPLE_BUNDLE
 from registry.counts import differences
 from registry.history import (
@@ -33,14 +32,6 @@ from registry.rates import compute_rates
 
 BUILDING = models.Building.__table__
 JUNE_30 = dt.date(2026, 6, 30)
-
-
-@pytest.fixture
-def sample(session: Session, vault) -> Session:
-    report = load_bundle(session, SAMPLE_BUNDLE, vault)
-    assert report.written, report.errors
-    session.commit()
-    return session
 
 
 def now(session: Session) -> dt.datetime:
