@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, select, true, tuple_
-from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy import BigInteger, Select, and_, bindparam, func, select, true
+from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.orm import Session
 
 from registry.history import HistoryError, geojson_values, value_columns
@@ -121,12 +121,21 @@ def version_data(
 ) -> list[tuple[str, int, dict[str, Any]]]:
     history = HISTORY_TABLES[entity]
     key_column = history.c[VERSIONED[entity][0]]
-    keyed = [
-        (str(key) if key_column.type.python_type is str else int(key), txid) for key, txid in pairs
-    ]
+    # the (key, transaction) pairs as two arrays joined as one relation: a list of row
+    # values in an IN clause grows PostgreSQL's parse tree with every pair
+    key_type = ARRAY(key_column.type)
+    keys = [key if key_column.type.python_type is str else int(key) for key, _ in pairs]
+    wanted = func.unnest(
+        bindparam("keys", keys, type_=key_type),
+        bindparam("txids", [txid for _, txid in pairs], type_=ARRAY(BigInteger)),
+    ).table_valued("key", "txid").render_derived(name="wanted")
     query = (
         select(*value_columns(history), history.c.recorded_txid)
-        .where(tuple_(key_column, history.c.recorded_txid).in_(keyed))
+        .join_from(
+            history,
+            wanted,
+            and_(key_column == wanted.c.key, history.c.recorded_txid == wanted.c.txid),
+        )
         .order_by(key_column, history.c.recorded_txid, history.c.valid_from.desc())
         .ext(distinct_on(key_column, history.c.recorded_txid))
     )

@@ -195,7 +195,7 @@ COUNT_NAMES = ("code", "name", "street_code", "street_name", "district_code", "d
 
 def community_counts_at(counts: tuple[str, ...]) -> FromClause:
     """The per-community counts of ``sql/community_counts_at.sql`` as a subquery with the
-    columns of rates.community_counts(); binds :valid, :known and :as_of."""
+    columns of rates.community_counts(); binds :valid, :known, :as_of and :code_prefix."""
     sql = files("registry").joinpath("sql", "community_counts_at.sql").read_text("utf-8")
     return (
         text(sql)
@@ -204,8 +204,15 @@ def community_counts_at(counts: tuple[str, ...]) -> FromClause:
     )
 
 
-def counts_params(at: Moment) -> dict[str, Any]:
-    return {"valid": at.valid, "known": at.known, "as_of": at.as_of}
+def counts_params(at: Moment, code_prefix: str | None = None) -> dict[str, Any]:
+    """The parameters of :func:`community_counts_at`; ``code_prefix`` (digits, checked by
+    the caller) limits the counting to the communities under it."""
+    return {
+        "valid": at.valid,
+        "known": at.known,
+        "as_of": at.as_of,
+        "code_prefix": code_prefix or "",
+    }
 
 
 # ---------------------------------------------------------------- versions of one object

@@ -161,7 +161,7 @@ def compute_rates(
     query = select(
         *(grouped.c[f] if f not in RATES else rate_of(grouped, f).label(f) for f in FIELDS)
     ).order_by(grouped.c.code)
-    params = counts_params(at) if at is not None else {"as_of": as_of or dt.date.today()}
+    params = counts_params(at, code) if at is not None else {"as_of": as_of or dt.date.today()}
     return [dict(row._mapping) for row in session.execute(query, params)]
 
 

@@ -55,6 +55,11 @@ def test_a_load_and_an_edit_appear_once_with_their_data(sample):
     assert len(loaded) == counts
     assert {c["op"] for c in loaded} == {"insert"}
     assert [c["seq"] for c in loaded] == list(range(1, counts + 1))
+    # a full page with the values: every insert carries its row (one query per entity)
+    page = changes_after(sample, 0, min(counts, 10_000))
+    assert len(page.changes) == min(counts, 10_000)
+    assert all(c["data"] is not None for c in page.changes)
+    sample.commit()
     building_id = sample.scalar(text("SELECT min(id) FROM building"))
     sample.execute(text("UPDATE building SET floors = 12 WHERE id = :id"), {"id": building_id})
     sample.commit()

@@ -184,6 +184,9 @@ def test_history_rates_equal_the_definitions_now(sample):
     current = Moment(dt.datetime.now(dt.UTC))
     for level in ("community", "district"):
         assert compute_rates(sample, level, at=current) == compute_rates(sample, level)
+    # one community or street: counted alone in the history, with the same numbers
+    for code in ("420111002009", "420111002"):
+        assert compute_rates(sample, code=code, at=current) == compute_rates(sample, code=code)
 
 
 def test_times_are_parsed_strictly():

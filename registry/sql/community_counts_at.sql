@@ -6,7 +6,8 @@
 -- :valid   the instant (timestamptz) at which the register is read
 -- :known   the record time (timestamptz) up to which changes count, or null
 -- :as_of   the date at which residents and organizations are active
+-- :code_prefix  only the communities under this code ('' for all): counted alone, cheaper
 SELECT code, name, street_code, street_name, district_code, district_name,
        buildings, buildings_on_map, footprints, footprints_covered, buildings_labeled,
        residents, residents_on_map, organizations, organizations_on_map
-FROM registry_community_counts_at(:valid, :known, :as_of)
+FROM registry_community_counts_at(:valid, :known, :as_of, :code_prefix)

@@ -338,102 +338,116 @@ $$
 
 
 COUNTS_AT = """
-CREATE FUNCTION registry_community_counts_at(valid timestamptz, known timestamptz, as_of date)
+CREATE FUNCTION registry_community_counts_at(
+    valid timestamptz, known timestamptz, as_of date, code_prefix text DEFAULT ''
+)
 RETURNS TABLE (
     code varchar, name text, street_code varchar, street_name text, district_code varchar,
     district_name text, buildings bigint, buildings_on_map bigint, footprints bigint,
     footprints_covered bigint, buildings_labeled bigint, residents bigint,
     residents_on_map bigint, organizations bigint, organizations_on_map bigint
 )
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public
 -- its estimated cost is high enough to trigger JIT compilation, which costs seconds here
-SET jit = off AS $$
+SET jit = off AS $fn$
     -- the per-community counts behind the rates (community_recount.sql's definitions) for
     -- the register valid at ``valid`` as known at ``known`` (null: now); residents and
     -- organizations active at ``as_of``. As the owner, like the counters: counts only,
     -- which every role may see (callers filter by jurisdiction)
-    SELECT c.code,
-           c.name,
-           c.street_code,
-           c.street_name,
-           c.district_code,
-           c.district_name,
-           coalesce(b.buildings, 0) AS buildings,
-           coalesce(o.buildings_on_map, 0) AS buildings_on_map,
-           coalesce(f.footprints, 0) AS footprints,
-           coalesce(f.footprints_covered, 0) AS footprints_covered,
-           coalesce(o.buildings_labeled, 0) AS buildings_labeled,
-           coalesce(r.residents, 0) AS residents,
-           coalesce(r.residents_on_map, 0) AS residents_on_map,
-           coalesce(g.organizations, 0) AS organizations,
-           coalesce(g.organizations_on_map, 0) AS organizations_on_map
-    FROM registry_community_at(valid, known) c
-    LEFT JOIN (
-        SELECT community_code, count(*) AS buildings
-        FROM registry_building_at(valid, known)
-        WHERE status <> 'demolished'
-        GROUP BY community_code
-    ) b ON b.community_code = c.code
-    LEFT JOIN (
-        -- on the map, and labelled: an active address naming it has its door plate within
-        -- 30 m of the footprint (0 inside), on the spheroid
-        SELECT m.community_code,
-               count(*) AS buildings_on_map,
-               count(*) FILTER (WHERE EXISTS (
-                   SELECT 1
-                   FROM registry_address_at(valid, known) a
-                   WHERE a.building_id = m.id
-                     AND a.status = 'active'
-                     AND a.door_plate IS NOT NULL
-                     AND ST_DWithin(a.door_plate::geography, m.footprint::geography, 30)
-               )) AS buildings_labeled
-        FROM registry_on_map_building_at(valid, known) m
-        GROUP BY m.community_code
-    ) o ON o.community_code = c.code
-    LEFT JOIN (
-        -- footprints by the community holding their point-on-surface; covered from half their
-        -- area by the union of all on-map buildings, of any community
-        SELECT holder.code AS community_code,
-               count(*) AS footprints,
-               count(*) FILTER (WHERE cover.covered_area >= 0.5 * ST_Area(fp.geom::geography))
-                   AS footprints_covered
-        FROM registry_community_at(valid, known) holder
-        JOIN registry_footprint_at(valid, known) fp ON ST_Contains(holder.boundary, fp.anchor)
-        CROSS JOIN LATERAL (
-            SELECT coalesce(
-                       ST_Area(ST_Intersection(fp.geom, ST_Union(m.footprint))::geography), 0
-                   ) AS covered_area
-            FROM registry_on_map_building_at(valid, known) m
-            WHERE m.footprint && fp.geom AND ST_Intersects(m.footprint, fp.geom)
-        ) cover
-        GROUP BY holder.code
-    ) f ON f.community_code = c.code
-    LEFT JOIN (
-        -- active at as_of; placed when the residence's room is in a building on the map
-        SELECT r.community_code,
-               count(*) AS residents,
-               count(m.id) AS residents_on_map
-        FROM registry_residence_at(valid, known) r
-        LEFT JOIN registry_room_at(valid, known) room ON room.id = r.room_id
-        LEFT JOIN registry_on_map_building_at(valid, known) m ON m.id = room.building_id
-        WHERE r.moved_out IS NULL OR r.moved_out > as_of
-        GROUP BY r.community_code
-    ) r ON r.community_code = c.code
-    LEFT JOIN (
-        -- organizations active at as_of (opened on or before it, closed after it or never),
-        -- by their own community; on the map when their building (or their room's) is
-        SELECT o.community_code,
-               count(*) AS organizations,
-               count(m.id) AS organizations_on_map
-        FROM registry_organization_at(valid, known) o
-        LEFT JOIN registry_room_at(valid, known) room ON room.id = o.room_id
-        LEFT JOIN registry_on_map_building_at(valid, known) m
-            ON m.id = coalesce(o.building_id, room.building_id)
-        WHERE (o.opened IS NULL OR o.opened <= as_of)
-          AND (o.closed IS NULL OR o.closed > as_of)
-        GROUP BY o.community_code
-    ) g ON g.community_code = c.code
-$$
+    -- Dynamic, so that each call is planned with its own values: a plan made for an
+    -- unknown code prefix guesses a few rows and nests loops over the whole city.
+BEGIN
+    RETURN QUERY EXECUTE $q$
+        SELECT c.code,
+               c.name,
+               c.street_code,
+               c.street_name,
+               c.district_code,
+               c.district_name,
+               coalesce(b.buildings, 0) AS buildings,
+               coalesce(o.buildings_on_map, 0) AS buildings_on_map,
+               coalesce(f.footprints, 0) AS footprints,
+               coalesce(f.footprints_covered, 0) AS footprints_covered,
+               coalesce(o.buildings_labeled, 0) AS buildings_labeled,
+               coalesce(r.residents, 0) AS residents,
+               coalesce(r.residents_on_map, 0) AS residents_on_map,
+               coalesce(g.organizations, 0) AS organizations,
+               coalesce(g.organizations_on_map, 0) AS organizations_on_map
+        FROM registry_community_at($1, $2) c
+        LEFT JOIN (
+            SELECT community_code, count(*) AS buildings
+            FROM registry_building_at($1, $2)
+            WHERE status <> 'demolished' AND community_code LIKE $4 || '%'
+            GROUP BY community_code
+        ) b ON b.community_code = c.code
+        LEFT JOIN (
+            -- on the map, and labelled: an active address naming it has its door plate within
+            -- 30 m of the footprint (0 inside), on the spheroid
+            SELECT m.community_code,
+                   count(*) AS buildings_on_map,
+                   count(*) FILTER (WHERE EXISTS (
+                       SELECT 1
+                       FROM registry_address_at($1, $2) a
+                       WHERE a.building_id = m.id
+                         AND a.status = 'active'
+                         AND a.door_plate IS NOT NULL
+                         AND ST_DWithin(a.door_plate::geography, m.footprint::geography, 30)
+                   )) AS buildings_labeled
+            FROM registry_on_map_building_at($1, $2) m
+            WHERE m.community_code LIKE $4 || '%'
+            GROUP BY m.community_code
+        ) o ON o.community_code = c.code
+        LEFT JOIN (
+            -- footprints by the community holding their point-on-surface; covered from half their
+            -- area by the union of all on-map buildings, of any community
+            SELECT holder.code AS community_code,
+                   count(*) AS footprints,
+                   count(*) FILTER (WHERE cover.covered_area >= 0.5 * ST_Area(fp.geom::geography))
+                       AS footprints_covered
+            FROM registry_community_at($1, $2) holder
+            JOIN registry_footprint_at($1, $2) fp ON ST_Contains(holder.boundary, fp.anchor)
+            CROSS JOIN LATERAL (
+                SELECT coalesce(
+                           ST_Area(ST_Intersection(fp.geom, ST_Union(m.footprint))::geography), 0
+                       ) AS covered_area
+                FROM registry_on_map_building_at($1, $2) m
+                WHERE m.footprint && fp.geom AND ST_Intersects(m.footprint, fp.geom)
+            ) cover
+            WHERE holder.code LIKE $4 || '%'
+            GROUP BY holder.code
+        ) f ON f.community_code = c.code
+        LEFT JOIN (
+            -- active at $3; placed when the residence's room is in a building on the map
+            SELECT r.community_code,
+                   count(*) AS residents,
+                   count(m.id) AS residents_on_map
+            FROM registry_residence_at($1, $2) r
+            LEFT JOIN registry_room_at($1, $2) room ON room.id = r.room_id
+            LEFT JOIN registry_on_map_building_at($1, $2) m ON m.id = room.building_id
+            WHERE (r.moved_out IS NULL OR r.moved_out > $3)
+              AND r.community_code LIKE $4 || '%'
+            GROUP BY r.community_code
+        ) r ON r.community_code = c.code
+        LEFT JOIN (
+            -- organizations active at $3 (opened on or before it, closed after it or never),
+            -- by their own community; on the map when their building (or their room's) is
+            SELECT o.community_code,
+                   count(*) AS organizations,
+                   count(m.id) AS organizations_on_map
+            FROM registry_organization_at($1, $2) o
+            LEFT JOIN registry_room_at($1, $2) room ON room.id = o.room_id
+            LEFT JOIN registry_on_map_building_at($1, $2) m
+                ON m.id = coalesce(o.building_id, room.building_id)
+            WHERE (o.opened IS NULL OR o.opened <= $3)
+              AND o.community_code LIKE $4 || '%'
+              AND (o.closed IS NULL OR o.closed > $3)
+            GROUP BY o.community_code
+        ) g ON g.community_code = c.code
+        -- a code prefix keeps the communities under it, and what is counted for them
+        WHERE c.code LIKE $4 || '%'
+    $q$ USING valid, known, as_of, code_prefix;
+END
+$fn$
 """
 
 
@@ -525,7 +539,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP FUNCTION registry_community_counts_at(timestamptz, timestamptz, date)")
+    op.execute("DROP FUNCTION registry_community_counts_at(timestamptz, timestamptz, date, text)")
     op.execute("DROP FUNCTION registry_on_map_building_at(timestamptz, timestamptz)")
     for table in reversed(VERSIONED):
         for event in ("insert", "update", "delete"):
