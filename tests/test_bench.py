@@ -125,3 +125,74 @@ def test_field_verification_benchmark_runs_and_agrees_with_itself(tmp_path: Path
     assert consistency["writes_ok"] > 0
     assert results["connected_as"] == "registry_api"
     assert "Field verification benchmark" in out.with_suffix(".md").read_text()
+
+
+def test_history_benchmark_runs_and_agrees_with_itself(tmp_path: Path):
+    """``python -m bench.history`` at small scale with the fewest runs: every stage produced
+    figures, the load wrote one version and one feed row per row, the edits' feed pages
+    hold exactly the edits, and the rates read from the history as of now equal the
+    counters row for row (the benchmark itself fails otherwise)."""
+    out = tmp_path / "history.json"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    edits = 5
+    small = ["--repeat", "1", "--edits", str(edits), "--runs", "1", "--feed-runs", "1"]
+    small += ["--max-pages", "2", "--no-explain"]
+    small += ["--workdir", str(tmp_path / "work"), "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.history", "--scale", "small", *small],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+
+    load = results["load"]
+    assert load["order"] == ["on", "off"]
+    assert all(len(load["seconds"][s]) == 1 and load["seconds"][s][0] > 0 for s in ("on", "off"))
+    assert load["ratio_on_off"] > 0
+    sizes = load["sizes"]["tables"]
+    # 10 communities of 400 buildings; the load is their first version each
+    assert sizes["building"]["rows"] == sizes["building"]["history_rows"] == 4000
+    for table, size in sizes.items():
+        assert size["history_rows"] == size["rows"], table
+    # every loaded row is one insert in the feed, all in the load's one transaction
+    loaded = sum(size["rows"] for size in sizes.values())
+    assert load["sizes"]["registry_change"]["rows"] == loaded
+    block = results["feed"]["bulk_block"]
+    assert block["seq_last"] - block["seq_first"] == loaded
+
+    for table in ("building", "residence"):
+        for state in ("on", "off"):
+            # the first transaction of each (compiling the triggers) is reported apart
+            assert results["edits"][table][state]["n"] == edits - 1, (table, state)
+            assert results["edits"][table][state]["p50_ms"] > 0, (table, state)
+
+    rates = results["rates"]
+    assert rates["history_now_equals_counters"] is True, rates["mismatches"]
+    assert set(rates["scopes"]) == {"city", "district", "street", "community"}
+    for scope, entry in rates["scopes"].items():
+        assert entry["history_now_equals_counters"] is True, scope
+        assert entry["recount_equals_counters"] is True, scope
+        for method in ("counters", "recount", "history_now", "history_past"):
+            assert entry[method]["p50_ms"] > 0 and entry[method]["rows"] >= 1, (scope, method)
+    assert rates["scopes"]["city"]["counters"]["rows"] == 10  # one row per community
+
+    feed = results["feed"]
+    for position, pages in feed["load_pages"].items():
+        for data, page in pages.items():
+            assert page["returned"] == 1000 and page["p50_ms"] > 0, (position, data)
+    # each edit is one transaction changing one row: building and residence edits
+    assert feed["edit_pages"]["transactions"] == 2 * edits
+    assert feed["edit_pages"]["with_data"]["returned"] == 2 * edits
+    assert feed["whole_without_data"]["changes"] == 2 * 10_000  # --max-pages 2
+    assert feed["whole_with_data_pages_of_1000"]["changes"] == 2 * 1000
+
+    features = results["features"]
+    for name in ("now", "history_now", "history_past"):
+        assert features[name]["returned"] == 1000 and features[name]["p50_ms"] > 0, name
+    # the past moment lies after the load's valid-from: the same buildings match
+    assert features["history_past"]["matched"] == features["now"]["matched"]
+    assert "History and change feed benchmark" in out.with_suffix(".md").read_text()
