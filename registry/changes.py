@@ -125,10 +125,14 @@ def version_data(
     # values in an IN clause grows PostgreSQL's parse tree with every pair
     key_type = ARRAY(key_column.type)
     keys = [key if key_column.type.python_type is str else int(key) for key, _ in pairs]
-    wanted = func.unnest(
-        bindparam("keys", keys, type_=key_type),
-        bindparam("txids", [txid for _, txid in pairs], type_=ARRAY(BigInteger)),
-    ).table_valued("key", "txid").render_derived(name="wanted")
+    wanted = (
+        func.unnest(
+            bindparam("keys", keys, type_=key_type),
+            bindparam("txids", [txid for _, txid in pairs], type_=ARRAY(BigInteger)),
+        )
+        .table_valued("key", "txid")
+        .render_derived(name="wanted")
+    )
     query = (
         select(*value_columns(history), history.c.recorded_txid)
         .join_from(
